@@ -1,0 +1,45 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# pageshare, out of tree.
+#
+#   make            build drivers/virt/pageshare/pageshare.ko against KDIR
+#   make demo       a KVM guest on /dev/pageshare memory, in the test VM
+#   make check      every test (KUnit, kselftests, real KVM guests) in the test VM
+#   make lint       checkpatch --strict, sparse and W=1 on the module
+#   make shell      the test VM with a shell on its console
+#
+# The test VM needs neither /dev/kvm nor module loading on this machine:
+# see tools/testing/pageshare-vm/vmtest.
+
+KDIR ?= /lib/modules/$(shell uname -r)/build
+MODDIR := $(CURDIR)/drivers/virt/pageshare
+VMTEST := $(CURDIR)/tools/testing/pageshare-vm/vmtest
+# The KUnit suites go into the module only where the kernel has KUnit.
+KUNIT ?= $(shell grep -qs '^CONFIG_KUNIT=y' $(KDIR)/.config && echo y)
+
+.PHONY: all module modules_install clean check demo lint shell
+
+all: module
+
+module:
+	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_PAGESHARE=m \
+		CONFIG_PAGESHARE_KUNIT_TEST=$(KUNIT) modules
+
+modules_install:
+	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_PAGESHARE=m modules_install
+
+check:
+	$(VMTEST) check
+
+demo:
+	$(VMTEST) demo
+
+lint:
+	$(VMTEST) lint
+
+shell:
+	$(VMTEST) shell
+
+clean:
+	rm -rf build
+	cd $(MODDIR) && rm -f *.o *.ko *.mod *.mod.c .*.cmd modules.order Module.symvers

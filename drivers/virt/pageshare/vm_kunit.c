@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests of a VM's memory object (vm.c): ids, sizes, page allocation
+ * on first use, zero fill, and that every page goes back when the VM does.
+ * They run when the module loads.
+ */
+
+#include <kunit/test.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/string.h>
+
+#include "pageshare.h"
+
+static void ps_test_destroy_action(void *vm)
+{
+	ps_vm_destroy(vm);
+}
+
+/* A VM destroyed when the test ends, however it ends. */
+static struct ps_vm *ps_test_vm(struct kunit *test, u64 size)
+{
+	struct ps_vm *vm = ps_vm_create();
+
+	KUNIT_ASSERT_FALSE(test, IS_ERR(vm));
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, ps_test_destroy_action, vm));
+	if (size)
+		KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(vm, size));
+	return vm;
+}
+
+static bool ps_test_page_is(struct page *page, u8 byte)
+{
+	void *p = kmap_local_page(page);
+	bool ret = !memchr_inv(p, byte, PAGE_SIZE);
+
+	kunmap_local(p);
+	return ret;
+}
+
+static void ps_test_create_ids(struct kunit *test)
+{
+	long vms = atomic_long_read(&ps_stats.vms);
+	struct ps_vm *a = ps_test_vm(test, 0);
+	struct ps_vm *b = ps_test_vm(test, 0);
+
+	KUNIT_EXPECT_NE(test, a->id, 0);
+	KUNIT_EXPECT_NE(test, b->id, 0);
+	KUNIT_EXPECT_NE(test, a->id, b->id);
+	KUNIT_EXPECT_EQ(test, a->size, 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&a->nr_private), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.vms), vms + 2);
+	KUNIT_EXPECT_PTR_NE(test, a->inode, b->inode);
+	KUNIT_EXPECT_PTR_NE(test, a->inode->i_mapping, b->inode->i_mapping);
+
+	kunit_release_action(test, ps_test_destroy_action, b);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.vms), vms + 1);
+}
+
+static void ps_test_set_size(struct kunit *test)
+{
+	struct ps_vm *vm = ps_test_vm(test, 0);
+
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 0), -EINVAL);
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, PAGE_SIZE + 1), -EINVAL);
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, ps_max_vm_size + PAGE_SIZE), -EFBIG);
+	KUNIT_EXPECT_EQ(test, vm->size, 0);
+
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 16 * PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, vm->size, 16 * PAGE_SIZE);
+
+	/* While mapped, only the current size is accepted. */
+	vm->nr_mappings = 1;
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 16 * PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 32 * PAGE_SIZE), -EBUSY);
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 8 * PAGE_SIZE), -EBUSY);
+	KUNIT_EXPECT_EQ(test, vm->size, 16 * PAGE_SIZE);
+	vm->nr_mappings = 0;
+}
+
+static void ps_test_get_page(struct kunit *test)
+{
+	long pages = atomic_long_read(&ps_stats.private_pages);
+	struct ps_vm *vm = ps_test_vm(test, 0);
+	struct page *page, *again;
+
+	/* No size yet: no gfn exists. */
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 0)), -ENXIO);
+
+	KUNIT_ASSERT_EQ(test, ps_vm_set_size(vm, 4 * PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 4)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, ULONG_MAX)), -ENXIO);
+
+	page = ps_vm_get_page(vm, 3);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	/* The VM's reference and ours. */
+	KUNIT_EXPECT_EQ(test, page_count(page), 2);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0));
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 1);
+
+	memset_page(page, 0, 0x5a, PAGE_SIZE);
+	again = ps_vm_get_page(vm, 3);
+	KUNIT_EXPECT_PTR_EQ(test, again, page);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(again, 0x5a));
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), 1);
+	put_page(again);
+	put_page(page);
+}
+
+static void ps_test_shrink_frees(struct kunit *test)
+{
+	struct ps_vm *vm = ps_test_vm(test, 8 * PAGE_SIZE);
+	long pages = atomic_long_read(&ps_stats.private_pages);
+	struct page *page;
+	pgoff_t gfn;
+
+	for (gfn = 0; gfn < 8; gfn++) {
+		page = ps_vm_get_page(vm, gfn);
+		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+		put_page(page);
+	}
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 8);
+
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 3 * PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), 3);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 3);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 3)), -ENXIO);
+
+	/* Growing again gives fresh zero pages, not the old contents. */
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 8 * PAGE_SIZE), 0);
+	page = ps_vm_get_page(vm, 7);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0));
+	put_page(page);
+}
+
+static void ps_test_destroy_frees(struct kunit *test)
+{
+	long pages = atomic_long_read(&ps_stats.private_pages);
+	struct ps_vm *vm = ps_test_vm(test, 2048 * PAGE_SIZE);
+	struct page *page, *held;
+	pgoff_t gfn;
+
+	/* Spread over many xarray nodes, which teardown must all visit. */
+	for (gfn = 0; gfn < 2048; gfn += 64) {
+		page = ps_vm_get_page(vm, gfn);
+		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+		put_page(page);
+	}
+	held = ps_vm_get_page(vm, 2047);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(held));
+	memset_page(held, 0, 0xa5, PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 33);
+
+	kunit_release_action(test, ps_test_destroy_action, vm);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages);
+
+	/* A reference held past the VM keeps the page, and only that. */
+	KUNIT_EXPECT_EQ(test, page_count(held), 1);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(held, 0xa5));
+	put_page(held);
+}
+
+static void ps_test_sparse_gfns(struct kunit *test)
+{
+	u64 size = 1ULL << 36;	/* 64 GiB, touched at three places */
+	struct ps_vm *vm;
+	pgoff_t gfns[] = { 0, (size >> PAGE_SHIFT) / 2, (size >> PAGE_SHIFT) - 1 };
+	struct page *page;
+	int i;
+
+	if (size > ps_max_vm_size)
+		kunit_skip(test, "max_vm_size is below 64 GiB");
+	vm = ps_test_vm(test, size);
+	for (i = 0; i < ARRAY_SIZE(gfns); i++) {
+		page = ps_vm_get_page(vm, gfns[i]);
+		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+		put_page(page);
+	}
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), ARRAY_SIZE(gfns));
+}
+
+static struct kunit_case ps_vm_test_cases[] = {
+	KUNIT_CASE(ps_test_create_ids),
+	KUNIT_CASE(ps_test_set_size),
+	KUNIT_CASE(ps_test_get_page),
+	KUNIT_CASE(ps_test_shrink_frees),
+	KUNIT_CASE(ps_test_destroy_frees),
+	KUNIT_CASE(ps_test_sparse_gfns),
+	{}
+};
+
+static struct kunit_suite ps_vm_test_suite = {
+	.name = "pageshare_vm",
+	.test_cases = ps_vm_test_cases,
+};
+
+kunit_test_suites(&ps_vm_test_suite);

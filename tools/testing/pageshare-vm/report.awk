@@ -1,0 +1,168 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Reads the results the test VM wrote to its second serial port (see init)
+# and prints a table per suite, the failures, and a closing line
+# "N passed, N failed[, N skipped]". Exits 1 on any failure, on a kernel
+# splat in the log, or when the VM did not finish.
+#
+#   gawk -f report.awk -v qemu_rc=RC -v console=CONSOLE_LOG RESULTS_LOG
+
+function splat(line) {
+	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|kernel BUG|invalid opcode|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON|unreferenced object|new suspected memory leaks|INFO: task .* blocked|soft lockup|detected stalls|list_add corruption|list_del corruption|Call Trace:)/
+}
+
+function add_suite(name, kind) {
+	if (!(name in skind)) {
+		order[++nsuites] = name
+		skind[name] = kind
+	}
+}
+
+function result(name, ok, skip, what) {
+	if (skip)
+		sskip[name]++
+	else if (ok)
+		spass[name]++
+	else {
+		sfail[name]++
+		failures[++nfailures] = name ": " what
+		show[name] = 1
+	}
+}
+
+BEGIN {
+	FS = "\n"
+}
+
+/^@@ DONE/ {
+	done = 1
+	next
+}
+
+/^@@ BEGIN / {
+	split($0, w, " ")
+	cur = w[3]
+	kind = w[4]
+	planned = -1
+	seen = 0
+	nlines[cur] = 0
+	if (kind != "log")
+		add_suite(cur, kind)
+	next
+}
+
+/^@@ END / {
+	split($0, w, " ")
+	rc = substr(w[4], 4) + 0
+	if (kind == "leaks")
+		result(cur, leaked == 0, 0, "kmemleak reports suspected leaks")
+	else if (kind != "log" && kind != "demo") {
+		if (planned >= 0 && seen < planned)
+			result(cur, 0, 0, sprintf("stopped after %d of %d tests", seen, planned))
+		else if (rc != 0 && rc != 4 && !sfail[cur])
+			result(cur, 0, 0, sprintf("exited with status %d", rc))
+		else if (rc == 4 && !sskip[cur])
+			result(cur, 0, 0, "exited with status 4 but skipped nothing")
+	}
+	cur = ""
+	next
+}
+
+cur == "" {
+	next
+}
+
+{
+	sub(/\r$/, "")
+	lines[cur, ++nlines[cur]] = $0
+}
+
+kind == "log" {
+	if (splat($0))
+		splats[++nsplats] = $0
+	next
+}
+
+kind == "leaks" {
+	if ($0 ~ /[^ \t]/)
+		leaked++
+	next
+}
+
+# KUnit: the cases are the indented results inside the suite.
+kind == "kunit" && match($0, /^[ \t]+(not )?ok [0-9]+ /) {
+	line = $0
+	sub(/^[ \t]+/, "", line)
+	seen++
+	result(cur, line !~ /^not ok/, line ~ /# SKIP/, line)
+	next
+}
+
+kind == "kunit" && /^[ \t]+1\.\.[0-9]+/ {
+	planned = substr($0, index($0, "..") + 2) + 0
+	next
+}
+
+# kselftest TAP: top-level results only.
+(kind == "kselftest" || kind == "vm") && /^(not )?ok [0-9]+ / {
+	seen++
+	result(cur, $0 !~ /^not ok/, $0 ~ /# SKIP/, $0)
+	next
+}
+
+(kind == "kselftest" || kind == "vm") && /^1\.\.[0-9]+/ {
+	planned = substr($0, 4) + 0
+	next
+}
+
+END {
+	# The console has what was printed even if the VM died before dmesg.
+	if (console != "") {
+		while ((getline line < console) > 0)
+			if (splat(line))
+				csplats[++ncsplats] = line
+		close(console)
+	}
+	if (!nsplats)
+		for (i = 1; i <= ncsplats; i++)
+			splats[++nsplats] = csplats[i]
+
+	add_suite("kernel-log", "check")
+	result("kernel-log", nsplats == 0, 0,
+	       "BUG/WARNING/oops/lockdep/KASAN/kmemleak report in the kernel log")
+	if (!done) {
+		add_suite("vm", "check")
+		result("vm", 0, 0, qemu_rc == 124 ? "the VM did not finish in time" :
+		       sprintf("the VM stopped early (qemu status %s)", qemu_rc))
+	}
+
+	printf "\n%-28s %-10s %6s %6s %6s\n", "suite", "kind", "pass", "fail", "skip"
+	for (i = 1; i <= nsuites; i++) {
+		s = order[i]
+		printf "%-28s %-10s %6d %6d %6d\n", s, skind[s], spass[s], sfail[s], sskip[s]
+		tp += spass[s]
+		tf += sfail[s]
+		ts += sskip[s]
+	}
+
+	for (s in show) {
+		printf "\n--- output of %s ---\n", s
+		for (i = 1; i <= nlines[s] && i <= 200; i++)
+			print lines[s, i]
+	}
+	if (nsplats) {
+		print "\n--- kernel log: splats ---"
+		for (i = 1; i <= nsplats && i <= 40; i++)
+			print splats[i]
+	}
+	if (nfailures) {
+		print "\nFailed:"
+		for (i = 1; i <= nfailures; i++)
+			print "  " failures[i]
+	}
+	printf "\n%d passed, %d failed", tp, tf
+	if (ts)
+		printf ", %d skipped", ts
+	printf "\n"
+	exit (tf > 0)
+}
