@@ -9,11 +9,16 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
 #include <linux/compat.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/sched/signal.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
 #include <linux/uaccess.h>
 
 #include <linux/pageshare.h>
@@ -23,6 +28,12 @@
 unsigned long ps_max_vm_size = 1UL << 40;
 module_param_named(max_vm_size, ps_max_vm_size, ulong, 0644);
 MODULE_PARM_DESC(max_vm_size, "Largest memory size of one VM, in bytes (default 1 TiB)");
+
+unsigned int ps_max_sharers = 1U << 20;
+module_param_named(max_sharers, ps_max_sharers, uint, 0644);
+MODULE_PARM_DESC(max_sharers, "Most gfns one frame may back (default 1048576)");
+
+static const struct file_operations ps_fops;
 
 static int ps_open(struct inode *inode, struct file *filp)
 {
@@ -83,10 +94,257 @@ static int ps_ioctl_get_info(struct ps_vm *vm, void __user *argp)
 	return 0;
 }
 
+static int ps_ioctl_get_stats(struct ps_vm *vm, void __user *argp)
+{
+	struct pageshare_stats st;
+
+	memset(&st, 0, sizeof(st));
+	ps_get_stats(vm, &st);
+	if (copy_to_user(argp, &st, sizeof(st)))
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * The VM behind a descriptor the caller holds. The caller keeps @f until
+ * it is done with the VM: the open file is what keeps the VM alive.
+ */
+static struct ps_vm *ps_vm_fdget(u32 fd, struct fd *f)
+{
+	*f = fdget(fd);
+	if (!fd_file(*f))
+		return ERR_PTR(-EBADF);
+	if (fd_file(*f)->f_op != &ps_fops) {
+		fdput(*f);
+		return ERR_PTR(-EBADF);
+	}
+	return fd_file(*f)->private_data;
+}
+
+/* Two VMs, possibly the same descriptor twice. */
+static int ps_vm_fdget2(u32 a, u32 b, struct fd *fa, struct fd *fb,
+			struct ps_vm **va, struct ps_vm **vb)
+{
+	*va = ps_vm_fdget(a, fa);
+	if (IS_ERR(*va))
+		return PTR_ERR(*va);
+	*vb = ps_vm_fdget(b, fb);
+	if (IS_ERR(*vb)) {
+		fdput(*fa);
+		return PTR_ERR(*vb);
+	}
+	return 0;
+}
+
+/*
+ * One handler per operation; each validates its entry, runs it and fills
+ * in its outputs (zeroed on failure), and returns 0 or a negative errno.
+ */
+static int ps_op_nominate(void *arg)
+{
+	struct pageshare_nominate *e = arg;
+	struct ps_vm *vm;
+	struct fd f;
+	int ret;
+
+	e->handle = 0;
+	e->hash = 0;
+	if ((e->flags & ~PAGESHARE_NOMINATE_HASH) || e->pad)
+		return -EINVAL;
+	vm = ps_vm_fdget(e->vm, &f);
+	if (IS_ERR(vm))
+		return PTR_ERR(vm);
+	ret = ps_nominate(vm, e->gfn, &e->handle,
+			  e->flags & PAGESHARE_NOMINATE_HASH ? &e->hash : NULL);
+	fdput(f);
+	return ret;
+}
+
+static int ps_op_share(void *arg)
+{
+	struct pageshare_share *e = arg;
+	struct ps_vm *svm, *cvm;
+	struct fd fs, fc;
+	int ret;
+
+	if (e->flags & ~PAGESHARE_SHARE_COMPARE)
+		return -EINVAL;
+	ret = ps_vm_fdget2(e->src_vm, e->client_vm, &fs, &fc, &svm, &cvm);
+	if (ret)
+		return ret;
+	ret = ps_share(svm, e->src_gfn, e->src_handle, cvm, e->client_gfn,
+		       e->client_handle, e->flags & PAGESHARE_SHARE_COMPARE);
+	fdput(fc);
+	fdput(fs);
+	return ret;
+}
+
+static int ps_op_add_to_physmap(void *arg)
+{
+	struct pageshare_add_to_physmap *e = arg;
+	struct ps_vm *svm, *cvm;
+	struct fd fs, fc;
+	int ret;
+
+	if (e->flags)
+		return -EINVAL;
+	ret = ps_vm_fdget2(e->src_vm, e->client_vm, &fs, &fc, &svm, &cvm);
+	if (ret)
+		return ret;
+	ret = ps_add_to_physmap(svm, e->src_gfn, e->src_handle, cvm, e->client_gfn);
+	fdput(fc);
+	fdput(fs);
+	return ret;
+}
+
+static int ps_op_unshare(void *arg)
+{
+	struct pageshare_unshare *e = arg;
+	struct ps_vm *vm;
+	struct fd f;
+	int ret;
+
+	if (e->flags || e->pad)
+		return -EINVAL;
+	vm = ps_vm_fdget(e->vm, &f);
+	if (IS_ERR(vm))
+		return PTR_ERR(vm);
+	ret = ps_unshare(vm, e->gfn);
+	fdput(f);
+	return ret;
+}
+
+static int ps_op_query(void *arg)
+{
+	struct pageshare_query *e = arg;
+	struct ps_vm *vm;
+	struct fd f;
+	int ret;
+
+	e->handle = 0;
+	e->sharers = 0;
+	e->state = 0;
+	if (e->flags || e->pad)
+		return -EINVAL;
+	vm = ps_vm_fdget(e->vm, &f);
+	if (IS_ERR(vm))
+		return PTR_ERR(vm);
+	ret = ps_query(vm, e->gfn, &e->handle, &e->sharers, &e->state);
+	fdput(f);
+	return ret;
+}
+
+/**
+ * struct ps_op - A sharing operation, in its single and its batch form.
+ * @size: size of one entry.
+ * @result: offset of the entry's __s32 result.
+ * @out: the single form copies the entry back on success.
+ * @run: the handler.
+ */
+struct ps_op {
+	size_t size;
+	size_t result;
+	bool out;
+	int (*run)(void *entry);
+};
+
+#define PS_OP(type, out_, fn) {						\
+	.size = sizeof(struct type),					\
+	.result = offsetof(struct type, result),			\
+	.out = out_,							\
+	.run = fn,							\
+}
+
+static const struct ps_op ps_op_nominate_op = PS_OP(pageshare_nominate, true, ps_op_nominate);
+static const struct ps_op ps_op_share_op = PS_OP(pageshare_share, false, ps_op_share);
+static const struct ps_op ps_op_atp_op =
+	PS_OP(pageshare_add_to_physmap, false, ps_op_add_to_physmap);
+static const struct ps_op ps_op_unshare_op = PS_OP(pageshare_unshare, false, ps_op_unshare);
+static const struct ps_op ps_op_query_op = PS_OP(pageshare_query, true, ps_op_query);
+
+/* Room for any one entry, for the single forms. */
+union ps_op_entry {
+	struct pageshare_nominate nominate;
+	struct pageshare_share share;
+	struct pageshare_add_to_physmap add_to_physmap;
+	struct pageshare_unshare unshare;
+	struct pageshare_query query;
+};
+
+static long ps_ioctl_single(void __user *argp, const struct ps_op *op)
+{
+	union ps_op_entry buf;
+	int ret;
+
+	if (copy_from_user(&buf, argp, op->size))
+		return -EFAULT;
+	ret = op->run(&buf);
+	if (!ret && op->out) {
+		memset((u8 *)&buf + op->result, 0, sizeof(s32));
+		if (copy_to_user(argp, &buf, op->size))
+			return -EFAULT;
+	}
+	return ret;
+}
+
+/* Entries are copied in and out in chunks, so a batch needs no big buffer. */
+#define PS_BATCH_CHUNK	64
+
+static long ps_ioctl_batch(struct pageshare_batch __user *argp,
+			   const struct ps_op *op)
+{
+	struct pageshare_batch b;
+	u32 done = 0, n, i;
+	long ret = 0;
+	u8 *buf, *e;
+	s32 result;
+
+	if (copy_from_user(&b, argp, sizeof(b)))
+		return -EFAULT;
+	if (b.flags || b.pad || memchr_inv(b.reserved, 0, sizeof(b.reserved)))
+		return -EINVAL;
+	if (b.count > PAGESHARE_BATCH_MAX)
+		return -E2BIG;
+
+	buf = kmalloc_array(PS_BATCH_CHUNK, op->size, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+
+	while (done < b.count) {
+		void __user *uentries = u64_to_user_ptr(b.entries) + (size_t)done * op->size;
+
+		n = min_t(u32, PS_BATCH_CHUNK, b.count - done);
+		if (copy_from_user(buf, uentries, (size_t)n * op->size)) {
+			ret = -EFAULT;
+			break;
+		}
+		for (i = 0, e = buf; i < n; i++, e += op->size) {
+			result = op->run(e);
+			memcpy(e + op->result, &result, sizeof(result));
+		}
+		if (copy_to_user(uentries, buf, (size_t)n * op->size)) {
+			ret = -EFAULT;
+			break;
+		}
+		done += n;
+		if (done < b.count && signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		cond_resched();
+	}
+	kfree(buf);
+
+	if (put_user(done, &argp->done))
+		return -EFAULT;
+	return ret;
+}
+
 static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
 	struct ps_vm *vm = filp->private_data;
 	void __user *argp = (void __user *)arg;
+	long ret;
 
 	switch (cmd) {
 	case PAGESHARE_GET_API_VERSION:
@@ -95,9 +353,41 @@ static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 		return ps_ioctl_set_size(vm, argp);
 	case PAGESHARE_GET_INFO:
 		return ps_ioctl_get_info(vm, argp);
+	case PAGESHARE_GET_STATS:
+		return ps_ioctl_get_stats(vm, argp);
+	case PAGESHARE_NOMINATE:
+		return ps_ioctl_single(argp, &ps_op_nominate_op);
+	case PAGESHARE_SHARE:
+		return ps_ioctl_single(argp, &ps_op_share_op);
+	case PAGESHARE_ADD_TO_PHYSMAP:
+		return ps_ioctl_single(argp, &ps_op_atp_op);
+	case PAGESHARE_UNSHARE:
+		return ps_ioctl_single(argp, &ps_op_unshare_op);
+	case PAGESHARE_QUERY:
+		return ps_ioctl_single(argp, &ps_op_query_op);
+	case PAGESHARE_NOMINATE_BATCH:
+		return ps_ioctl_batch(argp, &ps_op_nominate_op);
+	case PAGESHARE_SHARE_BATCH:
+		return ps_ioctl_batch(argp, &ps_op_share_op);
+	case PAGESHARE_ADD_TO_PHYSMAP_BATCH:
+		return ps_ioctl_batch(argp, &ps_op_atp_op);
+	case PAGESHARE_UNSHARE_BATCH:
+		return ps_ioctl_batch(argp, &ps_op_unshare_op);
+	case PAGESHARE_QUERY_BATCH:
+		return ps_ioctl_batch(argp, &ps_op_query_op);
+	case PAGESHARE_AUDIT:
+		if (!capable(CAP_SYS_ADMIN))
+			return -EPERM;
+		ret = ps_audit();
+		return min_t(long, ret, INT_MAX);
 	default:
 		return -ENOTTY;
 	}
+}
+
+static void ps_show_fdinfo_file(struct seq_file *m, struct file *filp)
+{
+	ps_show_fdinfo(filp->private_data, m);
 }
 
 static const struct file_operations ps_fops = {
@@ -106,6 +396,7 @@ static const struct file_operations ps_fops = {
 	.release	= ps_release,
 	.mmap		= ps_mmap,
 	.llseek		= ps_llseek,
+	.show_fdinfo	= ps_show_fdinfo_file,
 	.unlocked_ioctl	= ps_ioctl,
 	/* Every argument is fixed-size and 64-bit aligned. */
 	.compat_ioctl	= compat_ptr_ioctl,
@@ -121,9 +412,12 @@ static int __init ps_init(void)
 {
 	int ret;
 
-	ret = ps_fs_init();
+	ret = ps_share_init();
 	if (ret)
 		return ret;
+	ret = ps_fs_init();
+	if (ret)
+		goto err_share;
 	ret = ps_sysfs_init();
 	if (ret)
 		goto err_fs;
@@ -136,6 +430,8 @@ err_sysfs:
 	ps_sysfs_exit();
 err_fs:
 	ps_fs_exit();
+err_share:
+	ps_share_exit();
 	return ret;
 }
 
@@ -145,6 +441,7 @@ static void __exit ps_exit(void)
 	misc_deregister(&ps_misc);
 	ps_sysfs_exit();
 	ps_fs_exit();
+	ps_share_exit();
 }
 
 module_init(ps_init);

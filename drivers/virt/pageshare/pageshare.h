@@ -2,15 +2,26 @@
 /*
  * pageshare: private declarations shared by the files of the driver.
  *
- *   main.c	the misc device, its file operations and the ioctl switch
+ *   main.c	the misc device, its file operations, the ioctl switch and
+ *		the batch runner
  *   vm.c	one VM's memory: its file, its pages, the fault path
- *   stats.c	counters and their sysfs view
+ *   share.c	the sharing engine: frames, handles, nominate, share,
+ *		add_to_physmap, unshare (the write path) and release; it
+ *		owns the lock order
+ *   rmap.c	a frame's reverse map
+ *   audit.c	the invariant walk
+ *   stats.c	counters, sysfs and fdinfo
+ *
+ * A gfn's entry in its VM's xarray is either a page of its own (a plain
+ * pointer) or the page of a frame in shared state (the page pointer tagged
+ * with PS_ENTRY_SHARED), whose struct ps_frame hangs off page->private.
  */
 
 #ifndef _PAGESHARE_H
 #define _PAGESHARE_H
 
 #include <linux/atomic.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/types.h>
 #include <linux/xarray.h>
@@ -18,8 +29,26 @@
 struct inode;
 struct mem_cgroup;
 struct page;
+struct pageshare_stats;
 struct pageshare_vm_info;
+struct seq_file;
 struct vm_area_struct;
+
+#define PS_ENTRY_SHARED		1UL
+
+/**
+ * struct ps_vm_stats - One VM's counters.
+ * @private_pages:	gfns backed by a page of their own.
+ * @shared_gfns:	gfns backed by a frame in shared state.
+ * @nominated_gfns:	Of those, gfns alone on their frame.
+ * @cow_breaks:		gfns that left a shared frame (write or unshare).
+ */
+struct ps_vm_stats {
+	atomic_long_t private_pages;
+	atomic_long_t shared_gfns;
+	atomic_long_t nominated_gfns;
+	atomic_long_t cow_breaks;
+};
 
 /**
  * struct ps_vm - One VM's memory: what an open() of /dev/pageshare creates.
@@ -32,7 +61,7 @@ struct vm_area_struct;
  *		fault path, which is safe because it only changes while
  *		@nr_mappings is zero.
  * @nr_mappings: VMAs that map this VM, counted under @lock.
- * @nr_private:	Pages in @pages.
+ * @stats:	Counters.
  * @memcg:	Memory cgroup of the opener, charged for every guest page
  *		whichever task faults it in.
  * @id:		Index in the table of VMs; never 0.
@@ -43,35 +72,140 @@ struct ps_vm {
 	struct mutex lock;	/* protects @size and @nr_mappings */
 	u64 size;
 	unsigned int nr_mappings;
-	atomic_long_t nr_private;
+	struct ps_vm_stats stats;
 	struct mem_cgroup *memcg;
 	u32 id;
+};
+
+/**
+ * struct ps_frame - A frame in shared state: its page's page->private.
+ * @handle:	Handle of the frame's current version; never 0.
+ * @nr_sharers:	gfns (of any VM) that the frame backs; at most max_sharers.
+ * @cap:	0 while the reverse map fits in @keys, else slots in @table.
+ * @keys:	Reverse map of up to two sharers.
+ * @table:	Reverse map as an open-addressing hash set.
+ *
+ * Everything here is protected by the lock of the frame's page. The frame
+ * belongs to no VM: it lives while any gfn maps it. 32 bytes.
+ */
+struct ps_frame {
+	u64 handle;
+	u32 nr_sharers;
+	u32 cap;
+	union {
+		u64 keys[2];
+		u64 *table;
+	};
 };
 
 /**
  * struct ps_stats - Module-wide counters.
  * @vms:		VMs that exist.
  * @private_pages:	Pages owned by one VM, summed over all VMs.
+ * @shared_frames:	Frames in shared state.
+ * @saved_frames:	Frames that sharing freed.
+ * @meta_bytes:		Bytes held in frames and reverse maps.
  */
 struct ps_stats {
 	atomic_long_t vms;
 	atomic_long_t private_pages;
+	atomic_long_t shared_frames;
+	atomic_long_t saved_frames;
+	atomic_long_t meta_bytes;
 };
 
 extern struct ps_stats ps_stats;
 extern unsigned long ps_max_vm_size;
+extern unsigned int ps_max_sharers;
 
+static inline bool ps_entry_shared(const void *entry)
+{
+	return ((unsigned long)entry & PS_ENTRY_SHARED) != 0;
+}
+
+static inline struct page *ps_entry_page(void *entry)
+{
+	return (struct page *)((unsigned long)entry & ~PS_ENTRY_SHARED);
+}
+
+static inline void *ps_shared_entry(struct page *page)
+{
+	return (void *)((unsigned long)page | PS_ENTRY_SHARED);
+}
+
+static inline struct ps_frame *ps_page_frame(struct page *page)
+{
+	return (struct ps_frame *)page_private(page);
+}
+
+/* The reverse map names a sharer by VM id and gfn, in one u64. */
+static inline u64 ps_rmap_key(u32 vm_id, pgoff_t gfn)
+{
+	return (u64)vm_id << 32 | (u32)gfn;
+}
+
+static inline u32 ps_rmap_key_vm(u64 key)
+{
+	return key >> 32;
+}
+
+static inline pgoff_t ps_rmap_key_gfn(u64 key)
+{
+	return (u32)key;
+}
+
+/* vm.c */
 int ps_fs_init(void);
 void ps_fs_exit(void);
-
 struct ps_vm *ps_vm_create(void);
 void ps_vm_destroy(struct ps_vm *vm);
 int ps_vm_set_size(struct ps_vm *vm, u64 size);
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn);
+struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero);
+struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared);
+struct ps_vm *ps_vm_find(u32 id);
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma);
+void ps_vm_zap(struct ps_vm *vm, pgoff_t gfn);
 void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info);
+void ps_vms_lock(void);
+void ps_vms_unlock(void);
+struct ps_vm *ps_vms_next(unsigned long *id);
 
+/* share.c */
+int ps_share_init(void);
+void ps_share_exit(void);
+void ps_ops_begin(void);
+void ps_ops_end(void);
+void ps_ops_freeze(void);
+void ps_ops_thaw(void);
+u64 ps_handles_issued(void);
+int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash);
+int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
+	     struct ps_vm *cvm, pgoff_t cgfn, u64 chandle, bool compare);
+int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
+		      struct ps_vm *cvm, pgoff_t cgfn);
+int ps_unshare(struct ps_vm *vm, pgoff_t gfn);
+int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page);
+int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
+	     u32 *state);
+void ps_release_shared(struct ps_vm *vm, pgoff_t gfn, struct page *page);
+
+/* rmap.c */
+int ps_rmap_reserve(struct ps_frame *frame, u32 more);
+void ps_rmap_add(struct ps_frame *frame, u64 key);
+bool ps_rmap_del(struct ps_frame *frame, u64 key);
+bool ps_rmap_has(const struct ps_frame *frame, u64 key);
+bool ps_rmap_next(const struct ps_frame *frame, u32 *pos, u64 *key);
+void ps_rmap_free(struct ps_frame *frame);
+size_t ps_rmap_bytes(const struct ps_frame *frame);
+
+/* audit.c */
+long ps_audit(void);
+
+/* stats.c */
 int ps_sysfs_init(void);
 void ps_sysfs_exit(void);
+void ps_get_stats(struct ps_vm *vm, struct pageshare_stats *st);
+void ps_show_fdinfo(struct ps_vm *vm, struct seq_file *m);
 
 #endif /* _PAGESHARE_H */

@@ -13,10 +13,7 @@
  * the MMU-notifier invalidation that zapping triggers is what makes KVM
  * drop its stage-2 entries.
  *
- * Lock order: mmap_lock (held by the core around ->mmap and
- * vm_operations_struct::open and ::close) nests outside ps_vm::lock.
- * The fault path takes no mutex: the xarray's spinlock orders concurrent
- * first touches of a gfn and protects the reference it hands out.
+ * The lock order is written down in share.c, which owns it.
  */
 
 #include <linux/fs.h>
@@ -39,8 +36,54 @@
 
 static struct vfsmount *ps_mnt;
 
-/* id -> struct ps_vm, for everything that must find a VM by its id. */
+/*
+ * id -> struct ps_vm, for everything that must find a VM by its id. A VM
+ * stays here until its last gfn has left every frame, so a frame's
+ * reverse map always names VMs that can be found.
+ */
 static DEFINE_XARRAY_ALLOC1(ps_vms);
+static DEFINE_MUTEX(ps_vms_mutex);
+
+/**
+ * ps_vm_find() - Find a VM by id.
+ * @id: the id.
+ *
+ * The caller must know the VM exists: it holds the lock of a frame that
+ * one of the VM's gfns is on, or ps_vms_lock().
+ *
+ * Return: the VM or NULL.
+ */
+struct ps_vm *ps_vm_find(u32 id)
+{
+	return xa_load(&ps_vms, id);
+}
+
+/**
+ * ps_vms_lock() - Hold off VM creation and destruction.
+ */
+void ps_vms_lock(void)
+{
+	mutex_lock(&ps_vms_mutex);
+}
+
+/**
+ * ps_vms_unlock() - Allow them again.
+ */
+void ps_vms_unlock(void)
+{
+	mutex_unlock(&ps_vms_mutex);
+}
+
+/**
+ * ps_vms_next() - Iterate over the VMs under ps_vms_lock().
+ * @id: cursor, 0 to start.
+ *
+ * Return: the next VM or NULL.
+ */
+struct ps_vm *ps_vms_next(unsigned long *id)
+{
+	return xa_find_after(&ps_vms, id, ULONG_MAX, XA_PRESENT);
+}
 
 static int ps_fs_init_fs_context(struct fs_context *fc)
 {
@@ -95,7 +138,6 @@ struct ps_vm *ps_vm_create(void)
 
 	xa_init(&vm->pages);
 	mutex_init(&vm->lock);
-	atomic_long_set(&vm->nr_private, 0);
 
 	vm->inode = alloc_anon_inode(ps_mnt->mnt_sb);
 	if (IS_ERR(vm->inode)) {
@@ -105,7 +147,9 @@ struct ps_vm *ps_vm_create(void)
 	vm->inode->i_private = vm;
 	vm->memcg = get_mem_cgroup_from_mm(current->mm);
 
+	mutex_lock(&ps_vms_mutex);
 	ret = xa_alloc(&ps_vms, &vm->id, vm, xa_limit_31b, GFP_KERNEL);
+	mutex_unlock(&ps_vms_mutex);
 	if (ret) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
 		goto err_iput;
@@ -124,28 +168,30 @@ err_free:
 }
 
 /*
- * Drop the VM's reference to the pages of gfns [first, ULONG_MAX]. A page
- * that someone else still holds (a GUP reference in flight) lives on until
- * they let go. Only called while nothing maps the VM, so no fault races
- * with it. Sleeps between pages: a VM can have millions.
+ * Drop the VM's gfns [first, ULONG_MAX]: its own pages, and its places on
+ * shared frames, whose last sharer frees them. A page that someone else
+ * still holds (a GUP reference in flight) lives on until they let go.
+ * Only called while nothing maps the VM, so no fault races with it.
+ * Sleeps between gfns: a VM can have millions.
  */
 static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
 {
-	struct page *page;
 	unsigned long gfn;
-	long freed = 0;
+	void *entry;
 
-	xa_for_each_start(&vm->pages, gfn, page, first) {
-		page = xa_erase(&vm->pages, gfn);
-		if (page) {
-			put_page(page);
-			freed++;
+	xa_for_each_start(&vm->pages, gfn, entry, first) {
+		ps_ops_begin();
+		if (ps_entry_shared(entry)) {
+			ps_release_shared(vm, gfn, ps_entry_page(entry));
+		} else {
+			xa_erase(&vm->pages, gfn);
+			put_page(entry);
+			atomic_long_dec(&vm->stats.private_pages);
+			atomic_long_dec(&ps_stats.private_pages);
 		}
+		ps_ops_end();
 		cond_resched();
 	}
-
-	atomic_long_sub(freed, &vm->nr_private);
-	atomic_long_sub(freed, &ps_stats.private_pages);
 }
 
 /**
@@ -155,9 +201,13 @@ static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
 void ps_vm_destroy(struct ps_vm *vm)
 {
 	WARN_ON(vm->nr_mappings);
-	xa_erase(&ps_vms, vm->id);
 	ps_vm_free_from(vm, 0);
-	WARN_ON(atomic_long_read(&vm->nr_private));
+	WARN_ON(atomic_long_read(&vm->stats.private_pages) ||
+		atomic_long_read(&vm->stats.shared_gfns) ||
+		atomic_long_read(&vm->stats.nominated_gfns));
+	mutex_lock(&ps_vms_mutex);
+	xa_erase(&ps_vms, vm->id);
+	mutex_unlock(&ps_vms_mutex);
 	xa_destroy(&vm->pages);
 	mem_cgroup_put(vm->memcg);
 	iput(vm->inode);
@@ -198,6 +248,53 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 }
 
 /**
+ * ps_vm_alloc_page() - Allocate a page for a VM, charged to its memory cgroup.
+ * @vm: the VM.
+ * @zero: zero-fill it.
+ *
+ * Not movable: the pages are not on the LRU and nothing could migrate
+ * them. Charged as kernel memory of the VM's cgroup, the only charging
+ * interface a module has.
+ *
+ * Return: the page or NULL.
+ */
+struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero)
+{
+	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
+	struct page *page;
+
+	page = alloc_page(GFP_HIGHUSER | __GFP_ACCOUNT | __GFP_NOWARN |
+			  (zero ? __GFP_ZERO : 0));
+	set_active_memcg(old_memcg);
+	return page;
+}
+
+/**
+ * ps_vm_lookup() - Find the page that backs a gfn.
+ * @vm: the VM.
+ * @gfn: the gfn.
+ * @shared: out: whether it is a frame in shared state.
+ *
+ * Return: the page with a reference the caller owns, or NULL for a hole.
+ */
+struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared)
+{
+	struct page *page = NULL;
+	void *entry;
+
+	/* Entries change under xa_lock: the page cannot go while we hold it. */
+	xa_lock(&vm->pages);
+	entry = xa_load(&vm->pages, gfn);
+	if (entry) {
+		page = ps_entry_page(entry);
+		*shared = ps_entry_shared(entry);
+		get_page(page);
+	}
+	xa_unlock(&vm->pages);
+	return page;
+}
+
+/**
  * ps_vm_get_page() - Find the page backing a gfn, allocating it on first use.
  * @vm: the VM.
  * @gfn: guest frame number (page offset in the VM's file).
@@ -210,73 +307,98 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
  */
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn)
 {
-	struct mem_cgroup *old_memcg;
-	struct page *page, *cur;
+	struct page *page;
+	bool shared;
+	void *cur;
 
 	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
 		return ERR_PTR(-ENXIO);
 
-	xa_lock(&vm->pages);
-	page = xa_load(&vm->pages, gfn);
-	if (page)
-		get_page(page);
-	xa_unlock(&vm->pages);
+	page = ps_vm_lookup(vm, gfn, &shared);
 	if (page)
 		return page;
 
-	/*
-	 * Not movable: the pages are not on the LRU and nothing could migrate
-	 * them. Charged as kernel memory of the VM's cgroup, the only
-	 * charging interface a module has.
-	 */
-	old_memcg = set_active_memcg(vm->memcg);
-	page = alloc_page(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT);
-	set_active_memcg(old_memcg);
+	page = ps_vm_alloc_page(vm, true);
 	if (!page)
 		return ERR_PTR(-ENOMEM);
 
+	ps_ops_begin();
 	xa_lock(&vm->pages);
-	cur = __xa_cmpxchg(&vm->pages, gfn, NULL, page, GFP_KERNEL);
+	cur = __xa_cmpxchg(&vm->pages, gfn, NULL, page, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (cur) {
-		/* Another fault won the race, or the xarray had no memory. */
+		/* Another fault or add_to_physmap filled it, or no memory. */
 		if (!xa_is_err(cur))
-			get_page(cur);
+			get_page(ps_entry_page(cur));
 		xa_unlock(&vm->pages);
+		ps_ops_end();
 		put_page(page);
-		return xa_is_err(cur) ? ERR_PTR(xa_err(cur)) : cur;
+		return xa_is_err(cur) ? ERR_PTR(xa_err(cur)) : ps_entry_page(cur);
 	}
 	get_page(page);
 	xa_unlock(&vm->pages);
-
-	atomic_long_inc(&vm->nr_private);
+	atomic_long_inc(&vm->stats.private_pages);
 	atomic_long_inc(&ps_stats.private_pages);
+	ps_ops_end();
 	return page;
 }
 
 static vm_fault_t ps_vm_fault(struct vm_fault *vmf)
 {
 	struct ps_vm *vm = vmf->vma->vm_private_data;
+	struct folio *folio;
 	struct page *page;
+	void *entry;
 
 	page = ps_vm_get_page(vm, vmf->pgoff);
 	if (IS_ERR(page))
 		return vmf_error(PTR_ERR(page));
 
-	/* The core locks the page and turns our reference into the PTE's. */
+	/*
+	 * Whoever points the gfn elsewhere does so under this lock and zaps
+	 * afterwards; we hold it until the PTE is in. A page that left the
+	 * entry meanwhile must not be mapped: fault again.
+	 */
+	folio = page_folio(page);
+	folio_lock(folio);
+	entry = xa_load(&vm->pages, vmf->pgoff);
+	if (ps_entry_page(entry) != page) {
+		folio_unlock(folio);
+		put_page(page);
+		return VM_FAULT_NOPAGE;
+	}
 	vmf->page = page;
-	return 0;
+	return VM_FAULT_LOCKED;
 }
 
 /*
  * Every first write to a page of the VM comes here (write-notify is on
- * because this callback exists). The page is not in a page cache, so it
- * must come back locked: otherwise the core sees a NULL folio->mapping,
- * takes it for a truncated page and retries the fault forever.
+ * because this callback exists): a write to a gfn in shared state breaks
+ * it. The page must come back locked when the write may go on: it is not
+ * in a page cache, and with a NULL folio->mapping the core would take it
+ * for a truncated page and retry the fault forever.
  */
 static vm_fault_t ps_vm_page_mkwrite(struct vm_fault *vmf)
 {
-	folio_lock(page_folio(vmf->page));
-	return VM_FAULT_LOCKED;
+	struct ps_vm *vm = vmf->vma->vm_private_data;
+	struct folio *folio = page_folio(vmf->page);
+	void *entry;
+	int ret;
+
+	folio_lock(folio);
+	entry = xa_load(&vm->pages, vmf->pgoff);
+	if (entry == vmf->page)
+		return VM_FAULT_LOCKED;	/* private: the common case */
+	folio_unlock(folio);
+
+	ps_ops_begin();
+	folio_lock(folio);
+	ret = ps_unshare_locked(vm, vmf->pgoff, vmf->page);
+	ps_ops_end();
+	if (!ret)
+		return VM_FAULT_LOCKED;
+	folio_unlock(folio);
+	/* A new page (or someone else's change) is behind the gfn: refault. */
+	return ret == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_NOPAGE;
 }
 
 static void ps_vm_vma_open(struct vm_area_struct *vma)
@@ -356,6 +478,19 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 }
 
 /**
+ * ps_vm_zap() - Remove every PTE that maps a gfn, and KVM's mappings with them.
+ * @vm: the VM.
+ * @gfn: the gfn.
+ *
+ * The MMU-notifier invalidation that zapping triggers is what makes KVM
+ * drop its stage-2 entries for the gfn.
+ */
+void ps_vm_zap(struct ps_vm *vm, pgoff_t gfn)
+{
+	unmap_mapping_pages(vm->inode->i_mapping, gfn, 1, false);
+}
+
+/**
  * ps_vm_get_info() - Fill in what PAGESHARE_GET_INFO reports.
  * @vm: the VM.
  * @info: zeroed by the caller.
@@ -364,6 +499,6 @@ void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info)
 {
 	info->id = vm->id;
 	info->size = READ_ONCE(vm->size);
-	info->private_pages = atomic_long_read(&vm->nr_private);
+	info->private_pages = atomic_long_read(&vm->stats.private_pages);
 	info->mappings = READ_ONCE(vm->nr_mappings);
 }

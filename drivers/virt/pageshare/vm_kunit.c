@@ -49,7 +49,7 @@ static void ps_test_create_ids(struct kunit *test)
 	KUNIT_EXPECT_NE(test, b->id, 0);
 	KUNIT_EXPECT_NE(test, a->id, b->id);
 	KUNIT_EXPECT_EQ(test, a->size, 0);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&a->nr_private), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&a->stats.private_pages), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.vms), vms + 2);
 	KUNIT_EXPECT_PTR_NE(test, a->inode, b->inode);
 	KUNIT_EXPECT_PTR_NE(test, a->inode->i_mapping, b->inode->i_mapping);
@@ -97,14 +97,14 @@ static void ps_test_get_page(struct kunit *test)
 	/* The VM's reference and ours. */
 	KUNIT_EXPECT_EQ(test, page_count(page), 2);
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0));
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 1);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 1);
 
 	memset_page(page, 0, 0x5a, PAGE_SIZE);
 	again = ps_vm_get_page(vm, 3);
 	KUNIT_EXPECT_PTR_EQ(test, again, page);
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(again, 0x5a));
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 1);
 	put_page(again);
 	put_page(page);
 }
@@ -124,7 +124,7 @@ static void ps_test_shrink_frees(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 8);
 
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 3 * PAGE_SIZE), 0);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), 3);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 3);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 3);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 3)), -ENXIO);
 
@@ -179,7 +179,7 @@ static void ps_test_sparse_gfns(struct kunit *test)
 		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 		put_page(page);
 	}
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->nr_private), ARRAY_SIZE(gfns));
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), ARRAY_SIZE(gfns));
 }
 
 static struct kunit_case ps_vm_test_cases[] = {

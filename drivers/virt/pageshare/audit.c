@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The audit: every invariant of every VM and frame, checked with all
+ * changes held off. Xen keeps its equivalent to debug builds; this one is
+ * always there, so an operator can ask a production host.
+ *
+ * Invariants:
+ * - every entry is below its VM's size;
+ * - a private page has no frame; a page in shared state has one, whose
+ *   handle is non-zero and was issued, and whose reverse map has the gfn;
+ * - every key of a frame's reverse map names a live VM whose entry at that
+ *   gfn is the frame (so with the count check, the maps agree both ways);
+ * - a frame's sharer count is the number of entries naming it and within
+ *   max_sharers;
+ * - each VM's private, shared and nominated counts match its entries;
+ * - the global counts match: VMs, private pages, frames in shared state,
+ *   and saved frames = shared gfns - shared frames (Xen's invariant:
+ *   the sum of shared gfns over VMs = saved frames + shared frames).
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": audit: " fmt
+
+#include <linux/mm.h>
+#include <linux/sched.h>
+#include <linux/xarray.h>
+
+#include "pageshare.h"
+
+struct ps_audit {
+	long errors;
+	struct xarray frames;	/* pfn -> entries naming that frame */
+	long vms, private_pages, shared_gfns, frames_seen;
+};
+
+#define ps_audit_err(a, fmt, ...) do {				\
+	(a)->errors++;						\
+	pr_err_ratelimited(fmt "\n", ##__VA_ARGS__);		\
+} while (0)
+
+static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
+{
+	long private = 0, shared = 0, nominated = 0;
+	pgoff_t end = READ_ONCE(vm->size) >> PAGE_SHIFT;
+	struct ps_frame *frame;
+	unsigned long gfn;
+	struct page *page;
+	void *entry, *cnt;
+
+	xa_for_each(&vm->pages, gfn, entry) {
+		page = ps_entry_page(entry);
+		if (gfn >= end)
+			ps_audit_err(a, "vm %u gfn %lu: past the size", vm->id, gfn);
+		if (!ps_entry_shared(entry)) {
+			private++;
+			if (page_private(page))
+				ps_audit_err(a, "vm %u gfn %lu: private page has a frame",
+					     vm->id, gfn);
+			continue;
+		}
+		shared++;
+		frame = ps_page_frame(page);
+		if (!frame) {
+			ps_audit_err(a, "vm %u gfn %lu: shared page without a frame",
+				     vm->id, gfn);
+			continue;
+		}
+		if (!frame->handle || frame->handle > ps_handles_issued())
+			ps_audit_err(a, "vm %u gfn %lu: handle %llu was never issued",
+				     vm->id, gfn, frame->handle);
+		if (!ps_rmap_has(frame, ps_rmap_key(vm->id, gfn)))
+			ps_audit_err(a, "vm %u gfn %lu: missing from its frame's reverse map",
+				     vm->id, gfn);
+		if (frame->nr_sharers == 1)
+			nominated++;
+
+		cnt = xa_load(&a->frames, page_to_pfn(page));
+		cnt = xa_mk_value(cnt ? xa_to_value(cnt) + 1 : 1);
+		if (xa_is_err(xa_store(&a->frames, page_to_pfn(page), cnt, GFP_KERNEL)))
+			return -ENOMEM;
+		cond_resched();
+	}
+
+	if (private != atomic_long_read(&vm->stats.private_pages))
+		ps_audit_err(a, "vm %u: %ld private pages, counted %ld", vm->id,
+			     private, atomic_long_read(&vm->stats.private_pages));
+	if (shared != atomic_long_read(&vm->stats.shared_gfns))
+		ps_audit_err(a, "vm %u: %ld shared gfns, counted %ld", vm->id,
+			     shared, atomic_long_read(&vm->stats.shared_gfns));
+	if (nominated != atomic_long_read(&vm->stats.nominated_gfns))
+		ps_audit_err(a, "vm %u: %ld nominated gfns, counted %ld", vm->id,
+			     nominated, atomic_long_read(&vm->stats.nominated_gfns));
+	a->vms++;
+	a->private_pages += private;
+	a->shared_gfns += shared;
+	return 0;
+}
+
+static void ps_audit_frame(struct ps_audit *a, unsigned long pfn, long entries)
+{
+	struct page *page = pfn_to_page(pfn);
+	struct ps_frame *frame = ps_page_frame(page);
+	struct ps_vm *vm;
+	u32 pos = 0, keys = 0;
+	u64 key;
+
+	a->frames_seen++;
+	if (!frame)
+		return;	/* reported per gfn */
+	if (frame->nr_sharers != entries)
+		ps_audit_err(a, "frame %llu: %u sharers, %ld gfns map it",
+			     frame->handle, frame->nr_sharers, entries);
+	if (frame->nr_sharers > READ_ONCE(ps_max_sharers))
+		ps_audit_err(a, "frame %llu: %u sharers, above max_sharers",
+			     frame->handle, frame->nr_sharers);
+	while (ps_rmap_next(frame, &pos, &key)) {
+		keys++;
+		vm = ps_vm_find(ps_rmap_key_vm(key));
+		if (!vm) {
+			ps_audit_err(a, "frame %llu: sharer in VM %u, which is gone",
+				     frame->handle, ps_rmap_key_vm(key));
+			continue;
+		}
+		if (xa_load(&vm->pages, ps_rmap_key_gfn(key)) != ps_shared_entry(page))
+			ps_audit_err(a, "frame %llu: vm %u gfn %lu does not map it",
+				     frame->handle, vm->id, ps_rmap_key_gfn(key));
+	}
+	if (keys != frame->nr_sharers)
+		ps_audit_err(a, "frame %llu: %u keys in its reverse map, %u sharers",
+			     frame->handle, keys, frame->nr_sharers);
+}
+
+/**
+ * ps_audit() - Check every invariant of every VM and frame.
+ *
+ * Holds off every change to entries, frames and counters while it runs,
+ * and VM creation and destruction. Logs each inconsistency.
+ *
+ * Return: the number of inconsistencies, or -ENOMEM.
+ */
+long ps_audit(void)
+{
+	struct ps_audit a = { };
+	unsigned long id = 0, pfn;
+	struct ps_vm *vm;
+	long saved;
+	void *cnt;
+	int ret = 0;
+
+	xa_init(&a.frames);
+	ps_ops_freeze();
+	ps_vms_lock();
+
+	for (vm = ps_vms_next(&id); vm && !ret; vm = ps_vms_next(&id))
+		ret = ps_audit_vm(&a, vm);
+	if (!ret) {
+		xa_for_each(&a.frames, pfn, cnt) {
+			ps_audit_frame(&a, pfn, xa_to_value(cnt));
+			cond_resched();
+		}
+	}
+
+	if (a.vms != atomic_long_read(&ps_stats.vms))
+		ps_audit_err(&a, "%ld VMs, counted %ld", a.vms,
+			     atomic_long_read(&ps_stats.vms));
+	if (a.private_pages != atomic_long_read(&ps_stats.private_pages))
+		ps_audit_err(&a, "%ld private pages, counted %ld", a.private_pages,
+			     atomic_long_read(&ps_stats.private_pages));
+	if (a.frames_seen != atomic_long_read(&ps_stats.shared_frames))
+		ps_audit_err(&a, "%ld frames in shared state, counted %ld",
+			     a.frames_seen, atomic_long_read(&ps_stats.shared_frames));
+	saved = atomic_long_read(&ps_stats.saved_frames);
+	if (a.shared_gfns != saved + a.frames_seen)
+		ps_audit_err(&a, "%ld shared gfns != %ld saved + %ld shared frames",
+			     a.shared_gfns, saved, a.frames_seen);
+
+	ps_vms_unlock();
+	ps_ops_thaw();
+	xa_destroy(&a.frames);
+	return ret ? ret : a.errors;
+}

@@ -1,0 +1,629 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The sharing engine: Xen's memory-sharing semantics on pages the module
+ * owns.
+ *
+ * nominate(vm, gfn) turns the gfn's page into a frame in shared state: it
+ * gets a handle, a 64-bit number from a global counter that is never
+ * reused and names this version of the frame, and every mapping of it
+ * becomes read-only. share() moves every gfn of the client's frame onto the
+ * source's frame and frees the client's. A write to a gfn in shared state
+ * arrives at page_mkwrite (the VMM's writes, KVM's through GUP with
+ * FOLL_WRITE, any other GUP writer) and ends in ps_unshare_locked(): the
+ * last sharer keeps the frame without a copy and its handle dies; any
+ * other sharer gets a private copy, which a later share needs a new handle
+ * for. Every change of what backs a gfn zaps the gfn's PTEs in its VM's
+ * own address_space; the MMU-notifier invalidation that the zap triggers
+ * makes KVM drop its stage-2 entries, and KVM's next access faults the new
+ * page in through GUP.
+ *
+ * A gfn's frame is found from its entry and the frame's metadata from the
+ * page (page->private), so checking a handle is O(1) and there is no
+ * handle table. A frame belongs to no VM: it lives while any gfn maps it.
+ *
+ * Lock order, for the whole driver:
+ *
+ *   mmap_lock                        (the fault path; held by the core)
+ *     ps_vm::lock                    (a VM's size and mapping count)
+ *       ps_ops_sem, read side        (every change of entries, frames or
+ *                                     counters; the audit takes the write
+ *                                     side to see a frozen state)
+ *         ps_vms_mutex               (the table of VMs)
+ *         page lock                  (a frame's lock; of two frames, the
+ *                                     lower pfn first)
+ *           i_mmap_rwsem, PTE locks  (unmap_mapping_pages())
+ *           ps_vm::pages xa_lock     (a VM's entries; innermost)
+ *
+ * An entry that names a page changes only under that page's lock, so a
+ * fault that found a page, locked it and still finds it in the entry can
+ * map it: whoever changes the entry next zaps after the fault is done.
+ * There is no global lock on the nominate, share or unshare paths:
+ * ps_ops_sem is a per-CPU rwsem whose read side touches no shared
+ * cacheline.
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/percpu-rwsem.h>
+#include <linux/slab.h>
+#include <linux/xxhash.h>
+
+#include <linux/pageshare.h>
+
+#include "pageshare.h"
+
+DEFINE_STATIC_PERCPU_RWSEM(ps_ops_sem);
+
+static struct kmem_cache *ps_frame_cache;
+static atomic64_t ps_next_handle = ATOMIC64_INIT(0);
+
+/**
+ * ps_ops_begin() - Enter a section that changes entries, frames or counters.
+ */
+void ps_ops_begin(void)
+{
+	percpu_down_read(&ps_ops_sem);
+}
+
+/**
+ * ps_ops_end() - Leave it.
+ */
+void ps_ops_end(void)
+{
+	percpu_up_read(&ps_ops_sem);
+}
+
+/**
+ * ps_ops_freeze() - Wait for every change to finish and hold off new ones.
+ */
+void ps_ops_freeze(void)
+{
+	percpu_down_write(&ps_ops_sem);
+}
+
+/**
+ * ps_ops_thaw() - Let changes go on.
+ */
+void ps_ops_thaw(void)
+{
+	percpu_up_write(&ps_ops_sem);
+}
+
+/**
+ * ps_handles_issued() - The last handle given out.
+ *
+ * Return: the highest handle so far, 0 if none.
+ */
+u64 ps_handles_issued(void)
+{
+	return atomic64_read(&ps_next_handle);
+}
+
+/**
+ * ps_share_init() - Create the frame cache.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int ps_share_init(void)
+{
+	ps_frame_cache = KMEM_CACHE(ps_frame, 0);
+	return ps_frame_cache ? 0 : -ENOMEM;
+}
+
+/**
+ * ps_share_exit() - Destroy it; every frame must be gone.
+ */
+void ps_share_exit(void)
+{
+	kmem_cache_destroy(ps_frame_cache);
+}
+
+static void ps_lock_two(struct page *a, struct page *b)
+{
+	if (a == b) {
+		folio_lock(page_folio(a));
+		return;
+	}
+	if (page_to_pfn(a) > page_to_pfn(b))
+		swap(a, b);
+	folio_lock(page_folio(a));
+	folio_lock(page_folio(b));
+}
+
+static void ps_unlock_two(struct page *a, struct page *b)
+{
+	folio_unlock(page_folio(a));
+	if (a != b)
+		folio_unlock(page_folio(b));
+}
+
+static bool ps_entry_is(struct ps_vm *vm, pgoff_t gfn, void *entry)
+{
+	return xa_load(&vm->pages, gfn) == entry;
+}
+
+/* Points a gfn's entry elsewhere: the slot exists, so nothing allocates. */
+static void ps_set_entry(struct ps_vm *vm, pgoff_t gfn, void *entry)
+{
+	xa_lock(&vm->pages);
+	__xa_store(&vm->pages, gfn, entry, 0);
+	xa_unlock(&vm->pages);
+}
+
+static void ps_account_private(struct ps_vm *vm, long delta)
+{
+	atomic_long_add(delta, &vm->stats.private_pages);
+	atomic_long_add(delta, &ps_stats.private_pages);
+}
+
+/* A frame with a single sharer is "nominated": keep that VM's count. */
+static void ps_frame_count_nominated(struct ps_frame *frame, long delta)
+{
+	struct ps_vm *vm;
+	u32 pos = 0;
+	u64 key;
+
+	if (frame->nr_sharers != 1 || !ps_rmap_next(frame, &pos, &key))
+		return;
+	vm = ps_vm_find(ps_rmap_key_vm(key));
+	if (!WARN_ON_ONCE(!vm))
+		atomic_long_add(delta, &vm->stats.nominated_gfns);
+}
+
+static void ps_frame_free(struct page *page, struct ps_frame *frame)
+{
+	ps_rmap_free(frame);
+	set_page_private(page, 0);
+	kmem_cache_free(ps_frame_cache, frame);
+	atomic_long_sub(kmem_cache_size(ps_frame_cache), &ps_stats.meta_bytes);
+	atomic_long_dec(&ps_stats.shared_frames);
+}
+
+/*
+ * Looks up two gfns (@vb NULL: one), locks their pages in order and checks
+ * that the entries did not change meanwhile. Returns 0 with the pages
+ * locked and referenced, -EAGAIN to look again, or -ENOENT / -ENODATA
+ * when the first / the second gfn has no page.
+ */
+static int ps_lock_gfns(struct ps_vm *va, pgoff_t ga, struct page **pa, bool *sa,
+			struct ps_vm *vb, pgoff_t gb, struct page **pb, bool *sb)
+{
+	*pa = ps_vm_lookup(va, ga, sa);
+	*pb = vb ? ps_vm_lookup(vb, gb, sb) : NULL;
+	if (!*pa || (vb && !*pb)) {
+		if (*pa)
+			put_page(*pa);
+		if (*pb)
+			put_page(*pb);
+		return !*pa ? -ENOENT : -ENODATA;
+	}
+	ps_lock_two(*pa, *pb ? *pb : *pa);
+	if (ps_entry_is(va, ga, *sa ? ps_shared_entry(*pa) : *pa) &&
+	    (!vb || ps_entry_is(vb, gb, *sb ? ps_shared_entry(*pb) : *pb)))
+		return 0;
+	ps_unlock_two(*pa, *pb ? *pb : *pa);
+	put_page(*pa);
+	if (*pb)
+		put_page(*pb);
+	return -EAGAIN;
+}
+
+/* One gfn: its page locked and referenced, or -ENOENT for a hole. */
+static int ps_lock_gfn(struct ps_vm *vm, pgoff_t gfn, struct page **page, bool *shared)
+{
+	struct page *none;
+	int ret;
+
+	do {
+		ret = ps_lock_gfns(vm, gfn, page, shared, NULL, 0, &none, NULL);
+	} while (ret == -EAGAIN);
+	return ret;
+}
+
+static void ps_unlock_gfns(struct page *pa, struct page *pb)
+{
+	ps_unlock_two(pa, pb ? pb : pa);
+	put_page(pa);
+	if (pb)
+		put_page(pb);
+}
+
+/**
+ * ps_nominate() - Put a gfn's page in shared state and name its version.
+ * @vm: the VM.
+ * @gfn: the gfn.
+ * @handle: out: the handle.
+ * @hash: out, if not NULL: xxh64 of the page's bytes.
+ *
+ * Return: 0; -ENXIO past the VM's size; -ENODATA for a gfn without a page;
+ * -EBUSY if the page has references beyond its mappings; -ENOMEM.
+ */
+int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
+{
+	struct ps_frame *frame;
+	struct page *page;
+	bool shared;
+	int ret;
+
+	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+		return -ENXIO;
+
+	ps_ops_begin();
+	ret = ps_lock_gfn(vm, gfn, &page, &shared);
+	if (ret) {
+		ps_ops_end();
+		return -ENODATA;
+	}
+
+	if (shared) {
+		frame = ps_page_frame(page);
+		goto done;
+	}
+
+	frame = kmem_cache_zalloc(ps_frame_cache, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (!frame) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	/*
+	 * With every PTE gone (and KVM's stage-2 entries with them), the
+	 * page's only references are the entry's and ours. Any other is a
+	 * GUP pin or DMA that could write behind our back: refuse.
+	 */
+	ps_vm_zap(vm, gfn);
+	if (page_count(page) != 2) {
+		kmem_cache_free(ps_frame_cache, frame);
+		ret = -EBUSY;
+		goto out;
+	}
+
+	frame->handle = atomic64_inc_return(&ps_next_handle);
+	ps_rmap_add(frame, ps_rmap_key(vm->id, gfn));
+	set_page_private(page, (unsigned long)frame);
+	ps_set_entry(vm, gfn, ps_shared_entry(page));
+
+	atomic_long_add(kmem_cache_size(ps_frame_cache), &ps_stats.meta_bytes);
+	atomic_long_inc(&ps_stats.shared_frames);
+	ps_account_private(vm, -1);
+	atomic_long_inc(&vm->stats.shared_gfns);
+	atomic_long_inc(&vm->stats.nominated_gfns);
+
+done:
+	*handle = frame->handle;
+	if (hash) {
+		void *p = kmap_local_page(page);
+
+		/* Read-only everywhere and locked: the bytes cannot change. */
+		*hash = xxh64(p, PAGE_SIZE, 0);
+		kunmap_local(p);
+	}
+out:
+	ps_unlock_gfns(page, NULL);
+	ps_ops_end();
+	return ret;
+}
+
+static bool ps_pages_differ(struct page *a, struct page *b)
+{
+	void *pa = kmap_local_page(a);
+	void *pb = kmap_local_page(b);
+	bool differ = memcmp(pa, pb, PAGE_SIZE) != 0;
+
+	kunmap_local(pb);
+	kunmap_local(pa);
+	return differ;
+}
+
+/**
+ * ps_share() - Move every gfn of the client's frame onto the source's frame.
+ * @svm: the source VM.
+ * @sgfn: the source gfn.
+ * @shandle: the source gfn's current handle.
+ * @cvm: the client VM; may be @svm.
+ * @cgfn: the client gfn.
+ * @chandle: the client gfn's current handle.
+ * @compare: refuse if the two pages' bytes differ.
+ *
+ * Return: 0, also when both gfns are already on one frame; -ENXIO past a
+ * VM's size; -ESTALE for a stale source handle; -EIDRM for a stale client
+ * handle; -EILSEQ if @compare and the bytes differ; -EMLINK past
+ * max_sharers; -ENOMEM. Nothing changes on failure.
+ */
+int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
+	     struct ps_vm *cvm, pgoff_t cgfn, u64 chandle, bool compare)
+{
+	struct ps_frame *sframe, *cframe;
+	struct page *sp, *cp;
+	bool sshared, cshared;
+	u32 pos = 0;
+	u64 key;
+	int ret;
+
+	if (sgfn >= READ_ONCE(svm->size) >> PAGE_SHIFT ||
+	    cgfn >= READ_ONCE(cvm->size) >> PAGE_SHIFT)
+		return -ENXIO;
+
+	ps_ops_begin();
+	do {
+		ret = ps_lock_gfns(svm, sgfn, &sp, &sshared, cvm, cgfn, &cp, &cshared);
+	} while (ret == -EAGAIN);
+	if (ret) {
+		ps_ops_end();
+		/* A gfn without a page has no version for a handle to name. */
+		return ret == -ENOENT ? -ESTALE : -EIDRM;
+	}
+
+	sframe = sshared ? ps_page_frame(sp) : NULL;
+	cframe = cshared ? ps_page_frame(cp) : NULL;
+	if (!sframe || sframe->handle != shandle) {
+		ret = -ESTALE;
+		goto out;
+	}
+	if (!cframe || cframe->handle != chandle) {
+		ret = -EIDRM;
+		goto out;
+	}
+	if (sp == cp)
+		goto out;
+	if (compare && ps_pages_differ(sp, cp)) {
+		ret = -EILSEQ;
+		goto out;
+	}
+	if ((u64)sframe->nr_sharers + cframe->nr_sharers > READ_ONCE(ps_max_sharers)) {
+		ret = -EMLINK;
+		goto out;
+	}
+	ret = ps_rmap_reserve(sframe, cframe->nr_sharers);
+	if (ret)
+		goto out;
+
+	ps_frame_count_nominated(sframe, -1);
+	ps_frame_count_nominated(cframe, -1);
+	while (ps_rmap_next(cframe, &pos, &key)) {
+		struct ps_vm *vm = ps_vm_find(ps_rmap_key_vm(key));
+		pgoff_t gfn = ps_rmap_key_gfn(key);
+
+		ps_set_entry(vm, gfn, ps_shared_entry(sp));
+		ps_rmap_add(sframe, key);
+		ps_vm_zap(vm, gfn);
+	}
+	ps_frame_free(cp, cframe);
+	/* The client frame's own reference; ours goes below. */
+	put_page(cp);
+	atomic_long_inc(&ps_stats.saved_frames);
+out:
+	ps_unlock_gfns(sp, cp);
+	ps_ops_end();
+	return ret;
+}
+
+/**
+ * ps_add_to_physmap() - Map a frame in shared state into a gfn without a page.
+ * @svm: the source VM.
+ * @sgfn: the source gfn.
+ * @shandle: the source gfn's current handle.
+ * @cvm: the client VM.
+ * @cgfn: the client gfn, a hole.
+ *
+ * Return: 0; -ENXIO past a VM's size; -ESTALE for a stale source handle;
+ * -EEXIST if @cgfn has a page; -EMLINK past max_sharers; -ENOMEM.
+ */
+int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
+		      struct ps_vm *cvm, pgoff_t cgfn)
+{
+	struct ps_frame *frame;
+	struct page *sp;
+	bool shared;
+	void *cur;
+	int ret;
+
+	if (sgfn >= READ_ONCE(svm->size) >> PAGE_SHIFT ||
+	    cgfn >= READ_ONCE(cvm->size) >> PAGE_SHIFT)
+		return -ENXIO;
+
+	ps_ops_begin();
+	ret = ps_lock_gfn(svm, sgfn, &sp, &shared);
+	if (ret) {
+		ps_ops_end();
+		return -ESTALE;
+	}
+
+	frame = shared ? ps_page_frame(sp) : NULL;
+	if (!frame || frame->handle != shandle) {
+		ret = -ESTALE;
+		goto out;
+	}
+	if (xa_load(&cvm->pages, cgfn)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	if ((u64)frame->nr_sharers + 1 > READ_ONCE(ps_max_sharers)) {
+		ret = -EMLINK;
+		goto out;
+	}
+	ret = ps_rmap_reserve(frame, 1);
+	if (ret)
+		goto out;
+
+	/* A first touch of the hole may race with us: whoever fills it wins. */
+	xa_lock(&cvm->pages);
+	cur = __xa_cmpxchg(&cvm->pages, cgfn, NULL, ps_shared_entry(sp),
+			   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	xa_unlock(&cvm->pages);
+	if (cur) {
+		ret = xa_is_err(cur) ? xa_err(cur) : -EEXIST;
+		goto out;
+	}
+
+	ps_frame_count_nominated(frame, -1);
+	ps_rmap_add(frame, ps_rmap_key(cvm->id, cgfn));
+	atomic_long_inc(&cvm->stats.shared_gfns);
+	atomic_long_inc(&ps_stats.saved_frames);
+out:
+	ps_unlock_gfns(sp, NULL);
+	ps_ops_end();
+	return ret;
+}
+
+/**
+ * ps_unshare_locked() - Give a gfn a page of its own: the write path.
+ * @vm: the VM.
+ * @gfn: the gfn.
+ * @page: the page the caller found behind @gfn, locked and referenced.
+ *
+ * The caller is inside ps_ops_begin(). If @page is a frame in shared state
+ * and @gfn its last sharer, the frame turns private without a copy and its
+ * handle dies. Otherwise @gfn gets a copy and leaves the frame, whose
+ * other sharers keep the old bytes and the handle.
+ *
+ * Return: 0 if @page is now @gfn's private page; 1 if @gfn got a new page;
+ * -EAGAIN if @gfn's entry no longer names @page; -ENOMEM, with nothing
+ * changed.
+ */
+int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
+{
+	void *entry = xa_load(&vm->pages, gfn);
+	struct ps_frame *frame;
+	struct page *copy;
+
+	if (ps_entry_page(entry) != page)
+		return -EAGAIN;
+	if (!ps_entry_shared(entry))
+		return 0;
+
+	frame = ps_page_frame(page);
+	atomic_long_inc(&vm->stats.cow_breaks);
+	atomic_long_dec(&vm->stats.shared_gfns);
+
+	if (frame->nr_sharers == 1) {
+		ps_frame_free(page, frame);
+		/* The frame's reference becomes the entry's. */
+		ps_set_entry(vm, gfn, page);
+		atomic_long_dec(&vm->stats.nominated_gfns);
+		ps_account_private(vm, 1);
+		return 0;
+	}
+
+	copy = ps_vm_alloc_page(vm, false);
+	if (!copy) {
+		atomic_long_dec(&vm->stats.cow_breaks);
+		atomic_long_inc(&vm->stats.shared_gfns);
+		return -ENOMEM;
+	}
+	copy_highpage(copy, page);
+
+	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
+	ps_set_entry(vm, gfn, copy);
+	ps_vm_zap(vm, gfn);
+	ps_frame_count_nominated(frame, 1);
+	ps_account_private(vm, 1);
+	atomic_long_dec(&ps_stats.saved_frames);
+	return 1;
+}
+
+/**
+ * ps_unshare() - Give a gfn a page of its own, as a write would.
+ * @vm: the VM.
+ * @gfn: the gfn; a private gfn or a hole is left alone.
+ *
+ * Return: 0; -ENXIO past the VM's size; -ENOMEM.
+ */
+int ps_unshare(struct ps_vm *vm, pgoff_t gfn)
+{
+	struct page *page;
+	bool shared;
+	int ret;
+
+	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+		return -ENXIO;
+
+	ps_ops_begin();
+	do {
+		page = ps_vm_lookup(vm, gfn, &shared);
+		if (!page || !shared) {
+			ret = 0;
+			break;
+		}
+		folio_lock(page_folio(page));
+		ret = ps_unshare_locked(vm, gfn, page);
+		folio_unlock(page_folio(page));
+		put_page(page);
+	} while (ret == -EAGAIN);
+	if (page && !shared)
+		put_page(page);
+	ps_ops_end();
+	return ret < 0 ? ret : 0;
+}
+
+/**
+ * ps_query() - Tell what backs a gfn.
+ * @vm: the VM.
+ * @gfn: the gfn.
+ * @handle: out: its handle, 0 if it has none.
+ * @sharers: out: gfns on its frame (0 for a hole, 1 for a private page).
+ * @state: out: PAGESHARE_STATE_*.
+ *
+ * Return: 0 or -ENXIO past the VM's size.
+ */
+int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
+	     u32 *state)
+{
+	struct ps_frame *frame;
+	struct page *page;
+	bool shared;
+
+	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+		return -ENXIO;
+
+	*handle = 0;
+	*sharers = 0;
+	*state = PAGESHARE_STATE_HOLE;
+	if (ps_lock_gfn(vm, gfn, &page, &shared))
+		return 0;
+
+	*sharers = 1;
+	*state = PAGESHARE_STATE_PRIVATE;
+	if (shared) {
+		frame = ps_page_frame(page);
+		*handle = frame->handle;
+		*sharers = frame->nr_sharers;
+		*state = frame->nr_sharers == 1 ? PAGESHARE_STATE_NOMINATED :
+						  PAGESHARE_STATE_SHARED;
+	}
+	ps_unlock_gfns(page, NULL);
+	return 0;
+}
+
+/**
+ * ps_release_shared() - Drop a gfn of a VM that is going away from its frame.
+ * @vm: the VM, unmapped.
+ * @gfn: the gfn, whose entry names @page in shared state.
+ * @page: the frame's page.
+ *
+ * The caller is inside ps_ops_begin(). The frame, and its page, go with
+ * their last sharer.
+ */
+void ps_release_shared(struct ps_vm *vm, pgoff_t gfn, struct page *page)
+{
+	struct ps_frame *frame;
+
+	folio_lock(page_folio(page));
+	frame = ps_page_frame(page);
+	ps_frame_count_nominated(frame, -1);
+	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
+	xa_erase(&vm->pages, gfn);
+	atomic_long_dec(&vm->stats.shared_gfns);
+	if (!frame->nr_sharers) {
+		ps_frame_free(page, frame);
+		folio_unlock(page_folio(page));
+		put_page(page);
+		return;
+	}
+	ps_frame_count_nominated(frame, 1);
+	atomic_long_dec(&ps_stats.saved_frames);
+	folio_unlock(page_folio(page));
+}

@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests of the sharing engine (share.c), the reverse map (rmap.c)
+ * and the audit (audit.c): handles, sharing and coalescing, unsharing,
+ * counters, the sharer limit, teardown of shared frames, and that the
+ * audit catches state corrupted on purpose. Every test ends with an audit
+ * that must find nothing.
+ */
+
+#include <kunit/test.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+
+#include <linux/pageshare.h>
+
+#include "pageshare.h"
+
+#define PS_TEST_PAGES	64
+
+static void ps_test_destroy_action(void *vm)
+{
+	ps_vm_destroy(vm);
+}
+
+static struct ps_vm *ps_test_vm(struct kunit *test)
+{
+	struct ps_vm *vm = ps_vm_create();
+
+	KUNIT_ASSERT_FALSE(test, IS_ERR(vm));
+	KUNIT_ASSERT_EQ(test, 0,
+			kunit_add_action_or_reset(test, ps_test_destroy_action, vm));
+	KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(vm, PS_TEST_PAGES * PAGE_SIZE));
+	return vm;
+}
+
+/* Gives gfn a page filled with @byte. */
+static void ps_test_fill(struct kunit *test, struct ps_vm *vm, pgoff_t gfn, u8 byte)
+{
+	struct page *page = ps_vm_get_page(vm, gfn);
+
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	memset_page(page, 0, byte, PAGE_SIZE);
+	put_page(page);
+}
+
+static struct page *ps_test_page(struct ps_vm *vm, pgoff_t gfn)
+{
+	return ps_entry_page(xa_load(&vm->pages, gfn));
+}
+
+static bool ps_test_page_is(struct page *page, u8 byte)
+{
+	void *p = kmap_local_page(page);
+	bool ret = !memchr_inv(p, byte, PAGE_SIZE);
+
+	kunmap_local(p);
+	return ret;
+}
+
+static u64 ps_test_nominate(struct kunit *test, struct ps_vm *vm, pgoff_t gfn)
+{
+	u64 handle = 0;
+
+	KUNIT_ASSERT_EQ(test, 0, ps_nominate(vm, gfn, &handle, NULL));
+	KUNIT_ASSERT_NE(test, handle, 0);
+	return handle;
+}
+
+static long ps_stat(atomic_long_t *v)
+{
+	return atomic_long_read(v);
+}
+
+/* Snapshot of the global counters, to compare deltas. */
+struct ps_test_globals {
+	long private_pages, shared_frames, saved_frames;
+};
+
+static void ps_test_globals(struct ps_test_globals *g)
+{
+	g->private_pages = ps_stat(&ps_stats.private_pages);
+	g->shared_frames = ps_stat(&ps_stats.shared_frames);
+	g->saved_frames = ps_stat(&ps_stats.saved_frames);
+}
+
+static void ps_test_audit_clean(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, ps_audit(), 0);
+}
+
+static void ps_test_handles(struct kunit *test)
+{
+	struct ps_vm *vm = ps_test_vm(test);
+	u64 h1, h2, again, hash1 = 0, hash2 = 0;
+
+	KUNIT_EXPECT_EQ(test, ps_nominate(vm, 3, &h1, NULL), -ENODATA);
+	KUNIT_EXPECT_EQ(test, ps_nominate(vm, PS_TEST_PAGES, &h1, NULL), -ENXIO);
+
+	ps_test_fill(test, vm, 3, 0x11);
+	ps_test_fill(test, vm, 4, 0x11);
+	h1 = ps_test_nominate(test, vm, 3);
+	h2 = ps_test_nominate(test, vm, 4);
+	KUNIT_EXPECT_GT(test, h2, h1);
+
+	/* Nominating again names the same version. */
+	KUNIT_EXPECT_EQ(test, 0, ps_nominate(vm, 3, &again, &hash1));
+	KUNIT_EXPECT_EQ(test, again, h1);
+	KUNIT_EXPECT_EQ(test, 0, ps_nominate(vm, 4, &again, &hash2));
+	KUNIT_EXPECT_EQ(test, hash1, hash2);
+	KUNIT_EXPECT_NE(test, hash1, 0);
+
+	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.shared_gfns), 2);
+	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.nominated_gfns), 2);
+	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.private_pages), 0);
+
+	/* The last sharer's write kills the handle; a new one never repeats. */
+	KUNIT_EXPECT_EQ(test, 0, ps_unshare(vm, 3));
+	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.nominated_gfns), 1);
+	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.cow_breaks), 1);
+	again = ps_test_nominate(test, vm, 3);
+	KUNIT_EXPECT_GT(test, again, h2);
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_share_two_vms(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	struct ps_test_globals g0, g1;
+	u64 ha, hb, handle;
+	u32 sharers, state;
+	struct page *pa;
+
+	ps_test_fill(test, a, 1, 0x42);
+	ps_test_fill(test, b, 2, 0x42);
+	ps_test_globals(&g0);
+	ha = ps_test_nominate(test, a, 1);
+	hb = ps_test_nominate(test, b, 2);
+	pa = ps_test_page(a, 1);
+
+	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 1, ha, b, 2, hb, true));
+	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(b, 2), pa);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(pa, 0x42));
+
+	ps_test_globals(&g1);
+	KUNIT_EXPECT_EQ(test, g1.shared_frames - g0.shared_frames, 1);
+	KUNIT_EXPECT_EQ(test, g1.saved_frames - g0.saved_frames, 1);
+	KUNIT_EXPECT_EQ(test, g1.private_pages - g0.private_pages, -2);
+	KUNIT_EXPECT_EQ(test, ps_stat(&a->stats.nominated_gfns), 0);
+	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.nominated_gfns), 0);
+
+	KUNIT_EXPECT_EQ(test, 0, ps_query(b, 2, &handle, &sharers, &state));
+	KUNIT_EXPECT_EQ(test, handle, ha);
+	KUNIT_EXPECT_EQ(test, sharers, 2);
+	KUNIT_EXPECT_EQ(test, state, PAGESHARE_STATE_SHARED);
+
+	/* The client handle died; the source handle lives; a repeat is a no-op. */
+	KUNIT_EXPECT_EQ(test, ps_share(a, 1, ha, b, 2, hb, false), -EIDRM);
+	KUNIT_EXPECT_EQ(test, ps_share(a, 1, ha, b, 2, ha, false), 0);
+	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.saved_frames), g1.saved_frames);
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_stale_and_compare(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	u64 ha, hb, hc;
+
+	ps_test_fill(test, a, 0, 0x01);
+	ps_test_fill(test, b, 0, 0x02);
+	ps_test_fill(test, b, 1, 0x01);
+	ha = ps_test_nominate(test, a, 0);
+	hb = ps_test_nominate(test, b, 0);
+	hc = ps_test_nominate(test, b, 1);
+
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, b, 0, hb, true), -EILSEQ);
+	KUNIT_EXPECT_PTR_NE(test, ps_test_page(a, 0), ps_test_page(b, 0));
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha + 1000, b, 1, hc, false), -ESTALE);
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, b, 1, hc + 1000, false), -EIDRM);
+	KUNIT_EXPECT_EQ(test, ps_share(a, 5, ha, b, 1, hc, false), -ESTALE);
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, b, 7, hc, false), -EIDRM);
+	KUNIT_EXPECT_EQ(test, ps_share(a, PS_TEST_PAGES, ha, b, 1, hc, false), -ENXIO);
+
+	/* A write (here: unshare, the same path) makes the handle stale. */
+	KUNIT_EXPECT_EQ(test, 0, ps_unshare(a, 0));
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, b, 1, hc, false), -ESTALE);
+	KUNIT_EXPECT_EQ(test, ps_stat(&a->stats.private_pages), 1);
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_coalesce(struct kunit *test)
+{
+	struct ps_vm *v[4];
+	u64 h[4];
+	long saved = ps_stat(&ps_stats.saved_frames);
+	struct page *frame;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		v[i] = ps_test_vm(test);
+		ps_test_fill(test, v[i], 9, 0x77);
+		h[i] = ps_test_nominate(test, v[i], 9);
+	}
+	/* Two frames of two sharers each... */
+	KUNIT_ASSERT_EQ(test, 0, ps_share(v[0], 9, h[0], v[1], 9, h[1], true));
+	KUNIT_ASSERT_EQ(test, 0, ps_share(v[2], 9, h[2], v[3], 9, h[3], true));
+	/* ...coalesce: every gfn of the client's frame moves. */
+	KUNIT_ASSERT_EQ(test, 0, ps_share(v[0], 9, h[0], v[3], 9, h[2], true));
+	frame = ps_test_page(v[0], 9);
+	for (i = 1; i < 4; i++)
+		KUNIT_EXPECT_PTR_EQ(test, ps_test_page(v[i], 9), frame);
+	KUNIT_EXPECT_EQ(test, ps_page_frame(frame)->nr_sharers, 4);
+	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.saved_frames) - saved, 3);
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_unshare_copies(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	struct page *frame, *copy;
+	u64 ha, hb, handle;
+	u32 sharers, state;
+
+	ps_test_fill(test, a, 4, 0x5a);
+	ps_test_fill(test, b, 4, 0x5a);
+	ha = ps_test_nominate(test, a, 4);
+	hb = ps_test_nominate(test, b, 4);
+	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 4, ha, b, 4, hb, false));
+	frame = ps_test_page(a, 4);
+
+	/* Not the last sharer: b gets a copy, a keeps frame and handle. */
+	KUNIT_ASSERT_EQ(test, 0, ps_unshare(b, 4));
+	copy = ps_test_page(b, 4);
+	KUNIT_EXPECT_PTR_NE(test, copy, frame);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(copy, 0x5a));
+	memset_page(copy, 0, 0x99, PAGE_SIZE);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(frame, 0x5a));
+	KUNIT_EXPECT_EQ(test, 0, ps_query(a, 4, &handle, &sharers, &state));
+	KUNIT_EXPECT_EQ(test, handle, ha);
+	KUNIT_EXPECT_EQ(test, sharers, 1);
+	KUNIT_EXPECT_EQ(test, state, PAGESHARE_STATE_NOMINATED);
+	KUNIT_EXPECT_EQ(test, ps_stat(&a->stats.nominated_gfns), 1);
+	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.cow_breaks), 1);
+	ps_test_audit_clean(test);
+
+	/* The last sharer keeps the frame, without a copy. */
+	KUNIT_ASSERT_EQ(test, 0, ps_unshare(a, 4));
+	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(a, 4), frame);
+	KUNIT_EXPECT_EQ(test, 0, ps_query(a, 4, &handle, &sharers, &state));
+	KUNIT_EXPECT_EQ(test, state, PAGESHARE_STATE_PRIVATE);
+	KUNIT_EXPECT_EQ(test, handle, 0);
+	KUNIT_EXPECT_EQ(test, page_private(frame), 0);
+	/* Unsharing a private gfn or a hole changes nothing. */
+	KUNIT_EXPECT_EQ(test, 0, ps_unshare(a, 4));
+	KUNIT_EXPECT_EQ(test, 0, ps_unshare(a, 40));
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_add_to_physmap(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	long saved = ps_stat(&ps_stats.saved_frames);
+	u64 ha;
+
+	ps_test_fill(test, a, 2, 0x33);
+	ps_test_fill(test, b, 6, 0x44);
+	ha = ps_test_nominate(test, a, 2);
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(a, 2, ha, b, 6), -EEXIST);
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(a, 2, ha + 1, b, 7), -ESTALE);
+	KUNIT_ASSERT_EQ(test, ps_add_to_physmap(a, 2, ha, b, 7), 0);
+	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(b, 7), ps_test_page(a, 2));
+	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.shared_gfns), 1);
+	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.saved_frames) - saved, 1);
+	/* A first touch of that gfn now finds the frame. */
+	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(b, 7), ps_test_page(a, 2));
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_sharer_limit(struct kunit *test)
+{
+	unsigned int old = ps_max_sharers;
+	struct ps_vm *vm = ps_test_vm(test);
+	u64 h[4];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		ps_test_fill(test, vm, i, 0xee);
+		h[i] = ps_test_nominate(test, vm, i);
+	}
+	ps_max_sharers = 2;
+	KUNIT_EXPECT_EQ(test, ps_share(vm, 0, h[0], vm, 1, h[1], false), 0);
+	KUNIT_EXPECT_EQ(test, ps_share(vm, 0, h[0], vm, 2, h[2], false), -EMLINK);
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(vm, 0, h[0], vm, 10), -EMLINK);
+	KUNIT_EXPECT_EQ(test, ps_share(vm, 2, h[2], vm, 3, h[3], false), 0);
+	KUNIT_EXPECT_EQ(test, ps_share(vm, 0, h[0], vm, 3, h[2], false), -EMLINK);
+	ps_max_sharers = old;
+	KUNIT_EXPECT_EQ(test, ps_share(vm, 0, h[0], vm, 3, h[2], false), 0);
+	KUNIT_EXPECT_EQ(test, ps_page_frame(ps_test_page(vm, 0))->nr_sharers, 4);
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_teardown_while_shared(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	struct ps_test_globals g0, g1;
+	struct page *frame;
+	u64 ha, hb;
+	int gfn;
+
+	ps_test_globals(&g0);
+	for (gfn = 0; gfn < 8; gfn++) {
+		ps_test_fill(test, a, gfn, 0x10 + gfn);
+		ps_test_fill(test, b, gfn, 0x10 + gfn);
+		ha = ps_test_nominate(test, a, gfn);
+		hb = ps_test_nominate(test, b, gfn);
+		KUNIT_ASSERT_EQ(test, 0, ps_share(a, gfn, ha, b, gfn, hb, true));
+	}
+	frame = ps_test_page(b, 5);
+	get_page(frame);
+
+	/* The frames belong to no VM: b keeps them when a goes. */
+	kunit_release_action(test, ps_test_destroy_action, a);
+	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(b, 5), frame);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(frame, 0x15));
+	KUNIT_EXPECT_EQ(test, ps_page_frame(frame)->nr_sharers, 1);
+	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.nominated_gfns), 8);
+	ps_test_audit_clean(test);
+
+	kunit_release_action(test, ps_test_destroy_action, b);
+	ps_test_globals(&g1);
+	KUNIT_EXPECT_EQ(test, g1.shared_frames, g0.shared_frames);
+	KUNIT_EXPECT_EQ(test, g1.saved_frames, g0.saved_frames);
+	KUNIT_EXPECT_EQ(test, g1.private_pages, g0.private_pages);
+	KUNIT_EXPECT_EQ(test, page_private(frame), 0);
+	KUNIT_EXPECT_EQ(test, page_count(frame), 1);
+	put_page(frame);
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_rmap(struct kunit *test)
+{
+	long bytes = ps_stat(&ps_stats.meta_bytes);
+	struct ps_frame frame = { };
+	u32 i, n = 5000, pos = 0, seen = 0;
+	u64 key;
+
+	for (i = 0; i < n; i++) {
+		KUNIT_ASSERT_EQ(test, 0, ps_rmap_reserve(&frame, 1));
+		ps_rmap_add(&frame, ps_rmap_key(1 + i % 7, i));
+	}
+	KUNIT_EXPECT_EQ(test, frame.nr_sharers, n);
+	KUNIT_EXPECT_GE(test, frame.cap, n + n / 3);
+	/* At least a third full: at most 24 bytes a sharer. */
+	KUNIT_EXPECT_LE(test, ps_rmap_bytes(&frame), 24 * (size_t)n);
+	for (i = 0; i < n; i++)
+		KUNIT_EXPECT_TRUE(test, ps_rmap_has(&frame, ps_rmap_key(1 + i % 7, i)));
+	KUNIT_EXPECT_FALSE(test, ps_rmap_has(&frame, ps_rmap_key(1, n + 1)));
+
+	for (i = 0; i < n; i += 2)
+		KUNIT_EXPECT_TRUE(test, ps_rmap_del(&frame, ps_rmap_key(1 + i % 7, i)));
+	KUNIT_EXPECT_FALSE(test, ps_rmap_del(&frame, ps_rmap_key(1, 0)));
+	for (i = 0; i < n; i++)
+		KUNIT_EXPECT_EQ(test, ps_rmap_has(&frame, ps_rmap_key(1 + i % 7, i)),
+				i % 2 == 1);
+	while (ps_rmap_next(&frame, &pos, &key))
+		seen++;
+	KUNIT_EXPECT_EQ(test, seen, n / 2);
+
+	/* Down to two sharers the map moves back inside the frame. */
+	for (i = 1; i < n - 4; i += 2)
+		KUNIT_EXPECT_TRUE(test, ps_rmap_del(&frame, ps_rmap_key(1 + i % 7, i)));
+	KUNIT_EXPECT_EQ(test, frame.nr_sharers, 2);
+	KUNIT_EXPECT_EQ(test, frame.cap, 0);
+	KUNIT_EXPECT_TRUE(test, ps_rmap_has(&frame, ps_rmap_key(1 + (n - 3) % 7, n - 3)));
+	KUNIT_EXPECT_TRUE(test, ps_rmap_has(&frame, ps_rmap_key(1 + (n - 1) % 7, n - 1)));
+	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.meta_bytes), bytes);
+	ps_rmap_free(&frame);
+}
+
+static void ps_test_audit_catches(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	struct ps_frame *frame;
+	u64 ha, hb, key;
+
+	ps_test_fill(test, a, 0, 0xab);
+	ps_test_fill(test, b, 0, 0xab);
+	ps_test_fill(test, b, 1, 0xcd);
+	ha = ps_test_nominate(test, a, 0);
+	hb = ps_test_nominate(test, b, 0);
+	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 0, ha, b, 0, hb, true));
+	ps_test_audit_clean(test);
+	frame = ps_page_frame(ps_test_page(a, 0));
+
+	/* A sharer count that disagrees with the entries. */
+	frame->nr_sharers++;
+	KUNIT_EXPECT_GT(test, ps_audit(), 0);
+	frame->nr_sharers--;
+	ps_test_audit_clean(test);
+
+	/* A reverse map naming the wrong gfn. */
+	key = frame->keys[1];
+	frame->keys[1] = ps_rmap_key(b->id, 1);
+	KUNIT_EXPECT_GE(test, ps_audit(), 2);
+	frame->keys[1] = key;
+	ps_test_audit_clean(test);
+
+	/* A VM counter off by one, and the global invariant with it. */
+	atomic_long_inc(&b->stats.shared_gfns);
+	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
+	atomic_long_inc(&ps_stats.saved_frames);
+	KUNIT_EXPECT_EQ(test, ps_audit(), 2);
+	atomic_long_dec(&ps_stats.saved_frames);
+	atomic_long_dec(&b->stats.shared_gfns);
+
+	/* A handle that was never issued. */
+	frame->handle = ps_handles_issued() + 1;
+	KUNIT_EXPECT_EQ(test, ps_audit(), 2);
+	frame->handle = ha;
+	ps_test_audit_clean(test);
+}
+
+static struct kunit_case ps_share_test_cases[] = {
+	KUNIT_CASE(ps_test_handles),
+	KUNIT_CASE(ps_test_share_two_vms),
+	KUNIT_CASE(ps_test_stale_and_compare),
+	KUNIT_CASE(ps_test_coalesce),
+	KUNIT_CASE(ps_test_unshare_copies),
+	KUNIT_CASE(ps_test_add_to_physmap),
+	KUNIT_CASE(ps_test_sharer_limit),
+	KUNIT_CASE(ps_test_teardown_while_shared),
+	KUNIT_CASE(ps_test_rmap),
+	KUNIT_CASE(ps_test_audit_catches),
+	{}
+};
+
+static struct kunit_suite ps_share_test_suite = {
+	.name = "pageshare_share",
+	.test_cases = ps_share_test_cases,
+};
+
+kunit_test_suites(&ps_share_test_suite);
