@@ -10,8 +10,6 @@
 #include "pageshare_util.h"
 
 #define MIB		(1024UL * 1024)
-#define CODE_GPA	0x1000
-#define DATA_GFN	16
 #define PAGES		200
 
 static double now(void)
@@ -57,21 +55,19 @@ int main(void)
 	if (ps_kvm_create(&k) || ps_kvm_add_slot(&k, 0, MIB, mem) ||
 	    ps_kvm_create_vcpu(&k))
 		return fail("KVM");
-	memcpy(mem + CODE_GPA, ps_guest_fill, ps_guest_fill_end - ps_guest_fill);
-	sum_entry = CODE_GPA + 0x800;
-	memcpy(mem + sum_entry, ps_guest_sum, ps_guest_sum_end - ps_guest_sum);
+	sum_entry = ps_load_code(mem + PS_CODE_GPA);
 	printf("2. Created a KVM guest (real mode, one vCPU) with that memory as\n"
 	       "   its RAM, and copied two tiny guest programs into it.\n");
 
 	t = now();
-	if (ps_kvm_run(&k, CODE_GPA, DATA_GFN << 8, PAGES, seed, &port, &value,
+	if (ps_kvm_run(&k, PS_CODE_GPA, PS_DATA_GFN << 8, PAGES, seed, &port, &value,
 		       err, sizeof(err)) || port != PS_PORT_FILLED) {
 		printf("FAILED: guest run: %s\n", err);
 		return 1;
 	}
 	for (i = 0; i < PAGES * PS_PAGE / 2; i++)
-		if (((uint16_t *)(mem + DATA_GFN * PS_PAGE))[i] !=
-		    ps_fill_word(DATA_GFN + i / (PS_PAGE / 2), seed))
+		if (((uint16_t *)(mem + PS_DATA_GFN * PS_PAGE))[i] !=
+		    ps_fill_word(PS_DATA_GFN + i / (PS_PAGE / 2), seed))
 			bad++;
 	ps_info(fd, &info);
 	printf("3. The guest wrote a pattern over %d pages (%.2f s, every page a\n"
@@ -82,10 +78,10 @@ int main(void)
 
 	srandom(7);
 	for (i = 0; i < PAGES * PS_PAGE; i++)
-		mem[DATA_GFN * PS_PAGE + i] = random();
+		mem[PS_DATA_GFN * PS_PAGE + i] = random();
 	for (i = 0; i < PAGES * PS_PAGE / 2; i++)
-		want += ((uint16_t *)(mem + DATA_GFN * PS_PAGE))[i];
-	if (ps_kvm_run(&k, sum_entry, DATA_GFN << 8, PAGES, 0, &port, &value,
+		want += ((uint16_t *)(mem + PS_DATA_GFN * PS_PAGE))[i];
+	if (ps_kvm_run(&k, sum_entry, PS_DATA_GFN << 8, PAGES, 0, &port, &value,
 		       err, sizeof(err)) || port != PS_PORT_SUM) {
 		printf("FAILED: guest run: %s\n", err);
 		return 1;

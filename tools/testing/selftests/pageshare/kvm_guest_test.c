@@ -12,49 +12,6 @@
 #include "pageshare_util.h"
 
 #define MIB		(1024UL * 1024)
-#define CODE_GPA	0x1000		/* guest code, in gfn 1 */
-#define DATA_GFN	16		/* first data page: segment 0x1000 */
-
-static uint16_t seg(uint64_t gfn)
-{
-	return gfn << 8;
-}
-
-/* Copies both guest programs to CODE_GPA; returns the entry of "sum". */
-static uint16_t load_code(unsigned char *code_page_hva)
-{
-	size_t fill = ps_guest_fill_end - ps_guest_fill;
-	size_t sum = ps_guest_sum_end - ps_guest_sum;
-
-	memcpy(code_page_hva, ps_guest_fill, fill);
-	memcpy(code_page_hva + 0x800, ps_guest_sum, sum);
-	return CODE_GPA + 0x800;
-}
-
-/* What the guest's "sum" program computes, computed by the host. */
-static uint32_t host_sum(const unsigned char *p, size_t pages)
-{
-	const uint16_t *w = (const uint16_t *)p;
-	uint32_t sum = 0;
-	size_t i;
-
-	for (i = 0; i < pages * PS_PAGE / 2; i++)
-		sum += w[i];
-	return sum;
-}
-
-/* Counts the words of @pages pages at @p that are not what "fill" wrote. */
-static size_t bad_fill_words(const unsigned char *p, uint64_t first_gfn,
-			     size_t pages, uint16_t seed)
-{
-	const uint16_t *w = (const uint16_t *)p;
-	size_t i, bad = 0;
-
-	for (i = 0; i < pages * PS_PAGE / 2; i++)
-		if (w[i] != ps_fill_word(first_gfn + i / (PS_PAGE / 2), seed))
-			bad++;
-	return bad;
-}
 
 FIXTURE(guest) {
 	struct ps_kvm k;
@@ -82,7 +39,7 @@ FIXTURE_SETUP(guest)
 	ASSERT_EQ(0, ps_kvm_create(&self->k)) TH_LOG("KVM: %s", strerror(errno));
 	ASSERT_EQ(0, ps_kvm_add_slot(&self->k, 0, self->size, self->mem));
 	ASSERT_EQ(0, ps_kvm_create_vcpu(&self->k));
-	self->sum_entry = load_code(self->mem + CODE_GPA);
+	self->sum_entry = ps_load_code(self->mem + PS_CODE_GPA);
 }
 
 FIXTURE_TEARDOWN(guest)
@@ -98,7 +55,7 @@ FIXTURE_TEARDOWN(guest)
 	char err[128] = "";						\
 	int port;							\
 									\
-	ASSERT_EQ(0, ps_kvm_run(&self->k, entry, seg(first_gfn), pages,\
+	ASSERT_EQ(0, ps_kvm_run(&self->k, entry, ps_seg(first_gfn), pages,\
 				seed, &port, value, err, sizeof(err)))	\
 		TH_LOG("%s", err);					\
 	ASSERT_EQ(want_port, port);					\
@@ -110,47 +67,47 @@ TEST_F(guest, guest_writes_host_reads)
 	unsigned char *again;
 	uint32_t value;
 
-	RUN(CODE_GPA, DATA_GFN, 64, seed, PS_PORT_FILLED, &value);
-	EXPECT_EQ(0, bad_fill_words(self->mem + DATA_GFN * PS_PAGE, DATA_GFN, 64, seed));
+	RUN(PS_CODE_GPA, PS_DATA_GFN, 64, seed, PS_PORT_FILLED, &value);
+	EXPECT_EQ(0, ps_bad_fill_words(self->mem + PS_DATA_GFN * PS_PAGE, PS_DATA_GFN, 64, seed));
 	/* Pages the guest did not touch are still zero. */
-	EXPECT_EQ(0, host_sum(self->mem + (DATA_GFN + 64) * PS_PAGE, 16));
+	EXPECT_EQ(0, ps_host_sum(self->mem + (PS_DATA_GFN + 64) * PS_PAGE, 16));
 
 	/* A second mapping of the same memory sees the same bytes. */
 	again = ps_map(self->fd, self->size, 0);
 	ASSERT_NE(MAP_FAILED, again);
-	EXPECT_EQ(0, bad_fill_words(again + DATA_GFN * PS_PAGE, DATA_GFN, 64, seed));
+	EXPECT_EQ(0, ps_bad_fill_words(again + PS_DATA_GFN * PS_PAGE, PS_DATA_GFN, 64, seed));
 	munmap(again, self->size);
 
 	/* The guest reads back what it wrote. */
-	RUN(self->sum_entry, DATA_GFN, 64, 0, PS_PORT_SUM, &value);
-	EXPECT_EQ(host_sum(self->mem + DATA_GFN * PS_PAGE, 64), value);
+	RUN(self->sum_entry, PS_DATA_GFN, 64, 0, PS_PORT_SUM, &value);
+	EXPECT_EQ(ps_host_sum(self->mem + PS_DATA_GFN * PS_PAGE, 64), value);
 }
 
 TEST_F(guest, host_writes_guest_reads)
 {
-	unsigned char *data = self->mem + DATA_GFN * PS_PAGE;
+	unsigned char *data = self->mem + PS_DATA_GFN * PS_PAGE;
 	uint32_t value, want;
 	size_t i;
 
 	srandom(42);
 	for (i = 0; i < 32 * PS_PAGE; i++)
 		data[i] = random();
-	want = host_sum(data, 32);
-	RUN(self->sum_entry, DATA_GFN, 32, 0, PS_PORT_SUM, &value);
+	want = ps_host_sum(data, 32);
+	RUN(self->sum_entry, PS_DATA_GFN, 32, 0, PS_PORT_SUM, &value);
 	EXPECT_EQ(want, value);
 
 	/* Pages the guest has mapped already: it must see the new bytes. */
 	for (i = 0; i < 32; i++)
 		data[i * PS_PAGE + 17] ^= 0xff;
-	want = host_sum(data, 32);
-	RUN(self->sum_entry, DATA_GFN, 32, 0, PS_PORT_SUM, &value);
+	want = ps_host_sum(data, 32);
+	RUN(self->sum_entry, PS_DATA_GFN, 32, 0, PS_PORT_SUM, &value);
 	EXPECT_EQ(want, value);
 
 	/* And after the guest wrote them itself, the host's change wins. */
-	RUN(CODE_GPA, DATA_GFN, 32, 7, PS_PORT_FILLED, &value);
+	RUN(PS_CODE_GPA, PS_DATA_GFN, 32, 7, PS_PORT_FILLED, &value);
 	data[5 * PS_PAGE] = 0xee;
-	want = host_sum(data, 32);
-	RUN(self->sum_entry, DATA_GFN, 32, 0, PS_PORT_SUM, &value);
+	want = ps_host_sum(data, 32);
+	RUN(self->sum_entry, PS_DATA_GFN, 32, 0, PS_PORT_SUM, &value);
 	EXPECT_EQ(want, value);
 }
 
@@ -190,21 +147,21 @@ static void *vm_thread(void *arg)
 		snprintf(t->err, sizeof(t->err), "kvm: %m");
 		goto out;
 	}
-	sum = load_code(mem + CODE_GPA);
+	sum = ps_load_code(mem + PS_CODE_GPA);
 	for (r = 0; r < t->rounds; r++) {
 		uint16_t seed = t->seed + r;
 
-		if (ps_kvm_run(&k, CODE_GPA, seg(DATA_GFN), pages, seed, &port,
+		if (ps_kvm_run(&k, PS_CODE_GPA, ps_seg(PS_DATA_GFN), pages, seed, &port,
 			       &value, t->err, sizeof(t->err)))
 			goto out;
-		if (bad_fill_words(mem + DATA_GFN * PS_PAGE, DATA_GFN, pages, seed)) {
+		if (ps_bad_fill_words(mem + PS_DATA_GFN * PS_PAGE, PS_DATA_GFN, pages, seed)) {
 			snprintf(t->err, sizeof(t->err), "round %d: wrong bytes", r);
 			goto out;
 		}
-		if (ps_kvm_run(&k, sum, seg(DATA_GFN), pages, 0, &port, &value,
+		if (ps_kvm_run(&k, sum, ps_seg(PS_DATA_GFN), pages, 0, &port, &value,
 			       t->err, sizeof(t->err)))
 			goto out;
-		if (value != host_sum(mem + DATA_GFN * PS_PAGE, pages)) {
+		if (value != ps_host_sum(mem + PS_DATA_GFN * PS_PAGE, pages)) {
 			snprintf(t->err, sizeof(t->err), "round %d: guest sum %#x",
 				 r, value);
 			goto out;
@@ -254,7 +211,7 @@ TEST(two_vms_at_once)
  */
 TEST(several_memslots_one_file)
 {
-	const uint64_t first = DATA_GFN, pages = 80;	/* gpa 0x10000-0x5ffff */
+	const uint64_t first = PS_DATA_GFN, pages = 80;	/* gpa 0x10000-0x5ffff */
 	unsigned char *a, *b, *c, *whole;
 	uint16_t seed = 0xbeef, sum;
 	uint32_t value;
@@ -286,9 +243,9 @@ TEST(several_memslots_one_file)
 	ASSERT_EQ(0, ps_kvm_add_slot(&k, 0x10000, 0x20000, b));
 	ASSERT_EQ(0, ps_kvm_add_slot(&k, 0x30000, 0x30000, c));
 	ASSERT_EQ(0, ps_kvm_create_vcpu(&k));
-	sum = load_code(a + CODE_GPA);
+	sum = ps_load_code(a + PS_CODE_GPA);
 
-	ASSERT_EQ(0, ps_kvm_run(&k, CODE_GPA, seg(first), pages, seed, &port,
+	ASSERT_EQ(0, ps_kvm_run(&k, PS_CODE_GPA, ps_seg(first), pages, seed, &port,
 				&value, err, sizeof(err))) TH_LOG("%s", err);
 	ASSERT_EQ(PS_PORT_FILLED, port);
 
@@ -297,18 +254,18 @@ TEST(several_memslots_one_file)
 		uint64_t off = gfn < 0x30 ? 0x40000 + (gfn - 0x10) * PS_PAGE :
 					    0x10000 + (gfn - 0x30) * PS_PAGE;
 
-		bad += bad_fill_words(whole + off, gfn, 1, seed);
+		bad += ps_bad_fill_words(whole + off, gfn, 1, seed);
 	}
 	EXPECT_EQ(0, bad);
 	/* The file page at 0x30000 is behind gpa 0x50000: filled too. */
-	EXPECT_EQ(0, bad_fill_words(whole + 0x30000, 0x50, 1, seed));
+	EXPECT_EQ(0, ps_bad_fill_words(whole + 0x30000, 0x50, 1, seed));
 	/* No slot maps file pages 0x60000 and up: nothing there. */
-	EXPECT_EQ(0, host_sum(whole + 0x60000, 32));
+	EXPECT_EQ(0, ps_host_sum(whole + 0x60000, 32));
 
-	ASSERT_EQ(0, ps_kvm_run(&k, sum, seg(first), pages, 0, &port, &value,
+	ASSERT_EQ(0, ps_kvm_run(&k, sum, ps_seg(first), pages, 0, &port, &value,
 				err, sizeof(err))) TH_LOG("%s", err);
 	EXPECT_EQ(PS_PORT_SUM, port);
-	EXPECT_EQ(host_sum(b, 0x20) + host_sum(c, 0x30), value);
+	EXPECT_EQ(ps_host_sum(b, 0x20) + ps_host_sum(c, 0x30), value);
 
 	ps_kvm_destroy(&k);
 	munmap(a, 0x10000);

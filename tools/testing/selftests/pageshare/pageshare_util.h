@@ -61,6 +61,85 @@ static inline long ps_sysfs_read(const char *name)
 	return strtol(buf, NULL, 10);
 }
 
+static inline int ps_nominate(int fd, uint64_t gfn, uint64_t *handle,
+			      uint64_t *hash)
+{
+	struct pageshare_nominate n = {
+		.vm = fd, .gfn = gfn,
+		.flags = hash ? PAGESHARE_NOMINATE_HASH : 0,
+	};
+
+	if (ioctl(fd, PAGESHARE_NOMINATE, &n))
+		return -1;
+	*handle = n.handle;
+	if (hash)
+		*hash = n.hash;
+	return 0;
+}
+
+static inline int ps_share(int sfd, uint64_t sgfn, uint64_t sh, int cfd,
+			   uint64_t cgfn, uint64_t ch, uint32_t flags)
+{
+	struct pageshare_share s = {
+		.src_vm = sfd, .client_vm = cfd, .src_gfn = sgfn,
+		.src_handle = sh, .client_gfn = cgfn, .client_handle = ch,
+		.flags = flags,
+	};
+
+	return ioctl(sfd, PAGESHARE_SHARE, &s);
+}
+
+static inline int ps_add_to_physmap(int sfd, uint64_t sgfn, uint64_t sh,
+				    int cfd, uint64_t cgfn)
+{
+	struct pageshare_add_to_physmap a = {
+		.src_vm = sfd, .client_vm = cfd, .src_gfn = sgfn,
+		.src_handle = sh, .client_gfn = cgfn,
+	};
+
+	return ioctl(sfd, PAGESHARE_ADD_TO_PHYSMAP, &a);
+}
+
+static inline int ps_unshare(int fd, uint64_t gfn)
+{
+	struct pageshare_unshare u = { .vm = fd, .gfn = gfn };
+
+	return ioctl(fd, PAGESHARE_UNSHARE, &u);
+}
+
+/* Fills @q; returns 0 or -1. */
+static inline int ps_query(int fd, uint64_t gfn, struct pageshare_query *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->vm = fd;
+	q->gfn = gfn;
+	return ioctl(fd, PAGESHARE_QUERY, q);
+}
+
+static inline int ps_stats(int fd, struct pageshare_stats *st)
+{
+	return ioctl(fd, PAGESHARE_GET_STATS, st);
+}
+
+static inline int ps_audit(int fd)
+{
+	return ioctl(fd, PAGESHARE_AUDIT);
+}
+
+static inline int ps_batch(int fd, unsigned long cmd, void *entries,
+			   uint32_t count, uint32_t *done)
+{
+	struct pageshare_batch b = {
+		.entries = (uintptr_t)entries,
+		.count = count,
+	};
+	int ret = ioctl(fd, cmd, &b);
+
+	if (done)
+		*done = b.done;
+	return ret;
+}
+
 /* Maps a whole VM file of @size bytes read-write, shared. */
 static inline void *ps_map(int fd, size_t size, off_t off)
 {
@@ -72,18 +151,18 @@ static inline void *ps_map(int fd, size_t size, off_t off)
  * registers: BX = segment of the first page (gfn << 8), DX = number of
  * pages, SI = seed. Each ends with an OUT that reports, then HLT.
  *
- * ps_guest_fill: every 16-bit word of page gfn := gfn ^ seed; OUT 0x10.
- * ps_guest_sum:  EAX := sum of all 16-bit words of the pages; OUT 0x11.
+ * ps_code_fill: every 16-bit word of page gfn := gfn ^ seed; OUT 0x10.
+ * ps_code_sum:  EAX := sum of all 16-bit words of the pages; OUT 0x11.
  */
 #define PS_PORT_FILLED	0x10
 #define PS_PORT_SUM	0x11
 
-extern const uint8_t ps_guest_fill[], ps_guest_fill_end[];
-extern const uint8_t ps_guest_sum[], ps_guest_sum_end[];
+extern const uint8_t ps_code_fill[], ps_code_fill_end[];
+extern const uint8_t ps_code_sum[], ps_code_sum_end[];
 
 asm(".pushsection .rodata\n"
     ".code16\n"
-    "ps_guest_fill:\n"
+    "ps_code_fill:\n"
     "1:	movw %bx, %es\n"
     "	movw %bx, %ax\n"
     "	shrw $8, %ax\n"
@@ -97,8 +176,8 @@ asm(".pushsection .rodata\n"
     "	jnz 1b\n"
     "	outb %al, $0x10\n"
     "	hlt\n"
-    "ps_guest_fill_end:\n"
-    "ps_guest_sum:\n"
+    "ps_code_fill_end:\n"
+    "ps_code_sum:\n"
     "	xorl %edi, %edi\n"
     "1:	movw %bx, %es\n"
     "	xorw %si, %si\n"
@@ -113,14 +192,56 @@ asm(".pushsection .rodata\n"
     "	movl %edi, %eax\n"
     "	outl %eax, $0x11\n"
     "	hlt\n"
-    "ps_guest_sum_end:\n"
+    "ps_code_sum_end:\n"
     ".code64\n"
     ".popsection\n");
 
-/* What ps_guest_fill leaves in a page, as the host computes it. */
+/* What ps_code_fill leaves in a page, as the host computes it. */
 static inline uint16_t ps_fill_word(uint64_t gfn, uint16_t seed)
 {
 	return (uint16_t)gfn ^ seed;
+}
+
+#define PS_CODE_GPA	0x1000	/* guest code, in gfn 1 */
+#define PS_DATA_GFN	16	/* first data page: segment 0x1000 */
+
+/* Real-mode segment of a gfn. */
+static inline uint16_t ps_seg(uint64_t gfn)
+{
+	return gfn << 8;
+}
+
+/* Copies both guest programs to PS_CODE_GPA; returns the entry of "sum". */
+static inline uint16_t ps_load_code(unsigned char *code_page_hva)
+{
+	memcpy(code_page_hva, ps_code_fill, ps_code_fill_end - ps_code_fill);
+	memcpy(code_page_hva + 0x800, ps_code_sum, ps_code_sum_end - ps_code_sum);
+	return PS_CODE_GPA + 0x800;
+}
+
+/* What the guest's "sum" program computes, computed by the host. */
+static inline uint32_t ps_host_sum(const unsigned char *p, size_t pages)
+{
+	const uint16_t *w = (const uint16_t *)p;
+	uint32_t sum = 0;
+	size_t i;
+
+	for (i = 0; i < pages * PS_PAGE / 2; i++)
+		sum += w[i];
+	return sum;
+}
+
+/* Counts the words of @pages pages at @p that are not what "fill" wrote. */
+static inline size_t ps_bad_fill_words(const unsigned char *p, uint64_t first_gfn,
+				       size_t pages, uint16_t seed)
+{
+	const uint16_t *w = (const uint16_t *)p;
+	size_t i, bad = 0;
+
+	for (i = 0; i < pages * PS_PAGE / 2; i++)
+		if (w[i] != ps_fill_word(first_gfn + i / (PS_PAGE / 2), seed))
+			bad++;
+	return bad;
 }
 
 struct ps_kvm {
@@ -246,6 +367,79 @@ static inline void ps_kvm_destroy(struct ps_kvm *k)
 		close(k->kvm);
 	k->run = NULL;
 	k->kvm = k->vm = k->vcpu = -1;
+}
+
+/*
+ * A whole test VM: a pageshare file of @size bytes, mapped at @mem, as the
+ * one memslot of a KVM VM with one vCPU and the guest programs loaded.
+ */
+struct ps_guest {
+	int fd;
+	unsigned char *mem;
+	size_t size;
+	struct ps_kvm k;
+	uint16_t sum_entry;
+	char err[160];
+};
+
+static inline int ps_guest_create(struct ps_guest *g, size_t size)
+{
+	memset(g, 0, sizeof(*g));
+	g->k.kvm = g->k.vm = g->k.vcpu = -1;
+	g->size = size;
+	g->fd = ps_open();
+	if (g->fd < 0 || ps_set_size(g->fd, size))
+		return snprintf(g->err, sizeof(g->err), "pageshare: %m"), -1;
+	g->mem = ps_map(g->fd, size, 0);
+	if (g->mem == MAP_FAILED) {
+		g->mem = NULL;
+		return snprintf(g->err, sizeof(g->err), "mmap: %m"), -1;
+	}
+	if (ps_kvm_create(&g->k) || ps_kvm_add_slot(&g->k, 0, size, g->mem) ||
+	    ps_kvm_create_vcpu(&g->k))
+		return snprintf(g->err, sizeof(g->err), "kvm: %m"), -1;
+	g->sum_entry = ps_load_code(g->mem + PS_CODE_GPA);
+	return 0;
+}
+
+/* The guest fills @pages pages from @gfn; 0 or -1 with g->err set. */
+static inline int ps_guest_fill(struct ps_guest *g, uint64_t gfn, uint16_t pages,
+				uint16_t seed)
+{
+	uint32_t value;
+	int port;
+
+	if (ps_kvm_run(&g->k, PS_CODE_GPA, ps_seg(gfn), pages, seed, &port,
+		       &value, g->err, sizeof(g->err)))
+		return -1;
+	if (port != PS_PORT_FILLED)
+		return snprintf(g->err, sizeof(g->err), "fill: port %d", port), -1;
+	return 0;
+}
+
+/* The guest sums @pages pages from @gfn into @sum; 0 or -1. */
+static inline int ps_guest_sum(struct ps_guest *g, uint64_t gfn, uint16_t pages,
+			       uint32_t *sum)
+{
+	int port;
+
+	if (ps_kvm_run(&g->k, g->sum_entry, ps_seg(gfn), pages, 0, &port, sum,
+		       g->err, sizeof(g->err)))
+		return -1;
+	if (port != PS_PORT_SUM)
+		return snprintf(g->err, sizeof(g->err), "sum: port %d", port), -1;
+	return 0;
+}
+
+static inline void ps_guest_destroy(struct ps_guest *g)
+{
+	ps_kvm_destroy(&g->k);
+	if (g->mem)
+		munmap(g->mem, g->size);
+	if (g->fd >= 0)
+		close(g->fd);
+	g->mem = NULL;
+	g->fd = -1;
 }
 
 #endif /* PAGESHARE_UTIL_H */
