@@ -61,7 +61,7 @@ FIXTURE_TEARDOWN(guest)
 	ASSERT_EQ(want_port, port);					\
 } while (0)
 
-TEST_F(guest, guest_writes_host_reads)
+TEST_F_TIMEOUT(guest, guest_writes_host_reads, 300)
 {
 	uint16_t seed = 0x3c5a;
 	unsigned char *again;
@@ -83,7 +83,7 @@ TEST_F(guest, guest_writes_host_reads)
 	EXPECT_EQ(ps_host_sum(self->mem + PS_DATA_GFN * PS_PAGE, 64), value);
 }
 
-TEST_F(guest, host_writes_guest_reads)
+TEST_F_TIMEOUT(guest, host_writes_guest_reads, 300)
 {
 	unsigned char *data = self->mem + PS_DATA_GFN * PS_PAGE;
 	uint32_t value, want;
@@ -178,7 +178,7 @@ out:
 	return NULL;
 }
 
-TEST(two_vms_at_once)
+TEST_TIMEOUT(two_vms_at_once, 300)
 {
 	struct vm_thread t[2] = {
 		{ .seed = 0x1111, .rounds = 4 },
@@ -209,7 +209,7 @@ TEST(two_vms_at_once)
  *   slot 1: gpa 0x10000-0x2ffff <- file 0x40000
  *   slot 2: gpa 0x30000-0x5ffff <- file 0x10000
  */
-TEST(several_memslots_one_file)
+TEST_TIMEOUT(several_memslots_one_file, 300)
 {
 	const uint64_t first = PS_DATA_GFN, pages = 80;	/* gpa 0x10000-0x5ffff */
 	unsigned char *a, *b, *c, *whole;

@@ -161,7 +161,7 @@ static int share_two(struct __test_metadata *_metadata,
 			   PS_DATA_GFN, NPAGES);
 }
 
-TEST_F(guests, guests_read_shared_contents)
+TEST_F_TIMEOUT(guests, guests_read_shared_contents, 300)
 {
 	struct pageshare_stats st;
 	uint32_t s0, s1;
@@ -185,7 +185,7 @@ TEST_F(guests, guests_read_shared_contents)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, guest_write_breaks_only_its_copy)
+TEST_F_TIMEOUT(guests, guest_write_breaks_only_its_copy, 300)
 {
 	struct pageshare_stats st;
 	struct pageshare_query q;
@@ -219,7 +219,7 @@ TEST_F(guests, guest_write_breaks_only_its_copy)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, guest_write_makes_handles_stale)
+TEST_F_TIMEOUT(guests, guest_write_makes_handles_stale, 300)
 {
 	uint64_t ha, hb;
 
@@ -244,7 +244,7 @@ TEST_F(guests, guest_write_makes_handles_stale)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, vmm_write_makes_handles_stale_and_breaks_sharing)
+TEST_F_TIMEOUT(guests, vmm_write_makes_handles_stale_and_breaks_sharing, 300)
 {
 	struct iovec local, remote;
 	uint32_t sum;
@@ -288,7 +288,7 @@ TEST_F(guests, vmm_write_makes_handles_stale_and_breaks_sharing)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, three_vms_coalesce_onto_one_frame)
+TEST_F_TIMEOUT(guests, three_vms_coalesce_onto_one_frame, 300)
 {
 	uint64_t h[3];
 	uint32_t s[3];
@@ -323,7 +323,7 @@ TEST_F(guests, three_vms_coalesce_onto_one_frame)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, add_to_physmap_into_a_hole)
+TEST_F_TIMEOUT(guests, add_to_physmap_into_a_hole, 300)
 {
 	const uint64_t hole = 200;
 	uint32_t sum;
@@ -349,7 +349,7 @@ TEST_F(guests, add_to_physmap_into_a_hole)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, compare_flag_refuses_different_bytes)
+TEST_F_TIMEOUT(guests, compare_flag_refuses_different_bytes, 300)
 {
 	uint64_t ha, hb;
 	uint32_t sum;
@@ -379,7 +379,7 @@ TEST_F(guests, compare_flag_refuses_different_bytes)
 	EXPECT_EQ(0, audit());
 }
 
-TEST_F(guests, teardown_of_one_vm_while_shared)
+TEST_F_TIMEOUT(guests, teardown_of_one_vm_while_shared, 300)
 {
 	uint32_t before, after;
 	struct pageshare_stats st;
