@@ -6,6 +6,9 @@
 # splat in the log, or when the VM did not finish.
 #
 #   gawk -f report.awk -v qemu_rc=RC -v console=CONSOLE_LOG RESULTS_LOG
+#
+# With -v splats_only=1 it only checks the kernel log and says so in one
+# line (for the demo).
 
 function splat(line) {
 	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|kernel BUG|invalid opcode|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON|unreferenced object|new suspected memory leaks|INFO: task .* blocked|soft lockup|detected stalls|list_add corruption|list_del corruption|Call Trace:)/
@@ -126,6 +129,17 @@ END {
 	if (!nsplats)
 		for (i = 1; i <= ncsplats; i++)
 			splats[++nsplats] = csplats[i]
+
+	if (splats_only) {
+		if (!nsplats) {
+			print "The VM's kernel log is clean: no BUG, WARNING, lockdep, KASAN or kmemleak report."
+			exit 0
+		}
+		print "The VM's kernel log has splats:"
+		for (i = 1; i <= nsplats && i <= 40; i++)
+			print splats[i]
+		exit 1
+	}
 
 	add_suite("kernel-log", "check")
 	result("kernel-log", nsplats == 0, 0,

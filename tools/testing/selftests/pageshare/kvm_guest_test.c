@@ -178,7 +178,20 @@ out:
 	return NULL;
 }
 
-TEST_TIMEOUT(two_vms_at_once, 300)
+/* No state: a fixture only to give these tests a longer timeout. */
+FIXTURE(vms) {
+	int unused;
+};
+
+FIXTURE_SETUP(vms)
+{
+}
+
+FIXTURE_TEARDOWN(vms)
+{
+}
+
+TEST_F_TIMEOUT(vms, two_vms_at_once, 300)
 {
 	struct vm_thread t[2] = {
 		{ .seed = 0x1111, .rounds = 4 },
@@ -209,7 +222,7 @@ TEST_TIMEOUT(two_vms_at_once, 300)
  *   slot 1: gpa 0x10000-0x2ffff <- file 0x40000
  *   slot 2: gpa 0x30000-0x5ffff <- file 0x10000
  */
-TEST_TIMEOUT(several_memslots_one_file, 300)
+TEST_F_TIMEOUT(vms, several_memslots_one_file, 300)
 {
 	const uint64_t first = PS_DATA_GFN, pages = 80;	/* gpa 0x10000-0x5ffff */
 	unsigned char *a, *b, *c, *whole;
