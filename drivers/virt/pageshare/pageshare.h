@@ -21,6 +21,7 @@
 #define _PAGESHARE_H
 
 #include <linux/atomic.h>
+#include <linux/kobject.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/types.h>
@@ -64,6 +65,9 @@ struct ps_vm_stats {
  * @stats:	Counters.
  * @memcg:	Memory cgroup of the opener, charged for every guest page
  *		whichever task faults it in.
+ * @kobj:	/sys/kernel/pageshare/vm/<id>/; its release frees the VM.
+ * @pid:	Thread-group id of the opener.
+ * @uid:	Effective uid of the opener.
  * @id:		Index in the table of VMs; never 0.
  */
 struct ps_vm {
@@ -74,6 +78,9 @@ struct ps_vm {
 	unsigned int nr_mappings;
 	struct ps_vm_stats stats;
 	struct mem_cgroup *memcg;
+	struct kobject kobj;
+	pid_t pid;
+	kuid_t uid;
 	u32 id;
 };
 
@@ -159,6 +166,7 @@ int ps_fs_init(void);
 void ps_fs_exit(void);
 struct ps_vm *ps_vm_create(void);
 void ps_vm_destroy(struct ps_vm *vm);
+void ps_vm_free(struct ps_vm *vm);
 int ps_vm_set_size(struct ps_vm *vm, u64 size);
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn);
 struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero);
@@ -205,6 +213,8 @@ long ps_audit(void);
 /* stats.c */
 int ps_sysfs_init(void);
 void ps_sysfs_exit(void);
+void ps_vm_kobj_init(struct ps_vm *vm);
+int ps_vm_kobj_add(struct ps_vm *vm);
 void ps_get_stats(struct ps_vm *vm, struct pageshare_stats *st);
 void ps_show_fdinfo(struct ps_vm *vm, struct seq_file *m);
 

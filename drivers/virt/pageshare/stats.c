@@ -7,6 +7,8 @@
 
 #include <linux/kobject.h>
 #include <linux/seq_file.h>
+#include <linux/uidgid.h>
+#include <linux/user_namespace.h>
 #include <linux/sysfs.h>
 
 #include <linux/pageshare.h>
@@ -16,6 +18,7 @@
 struct ps_stats ps_stats;
 
 static struct kobject *ps_kobj;
+static struct kobject *ps_vm_dir;
 
 /* A read-only sysfs file showing one counter of ps_stats. */
 struct ps_stat_attr {
@@ -64,6 +67,112 @@ static const struct attribute_group ps_stat_group = {
 	.attrs = ps_stat_attrs,
 };
 
+/*
+ * /sys/kernel/pageshare/vm/<id>/: one directory per VM. Root only: how
+ * much of a VM is shared says something about its contents.
+ */
+struct ps_vm_attr {
+	struct attribute attr;
+	ssize_t (*show)(struct ps_vm *vm, const struct ps_vm_attr *a, char *buf);
+	size_t counter;		/* offset of an atomic_long_t in struct ps_vm */
+};
+
+static ssize_t ps_vm_show_counter(struct ps_vm *vm, const struct ps_vm_attr *a,
+				  char *buf)
+{
+	atomic_long_t *c = (atomic_long_t *)((char *)vm + a->counter);
+
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(c));
+}
+
+static ssize_t ps_vm_show_size(struct ps_vm *vm, const struct ps_vm_attr *a,
+			       char *buf)
+{
+	return sysfs_emit(buf, "%llu\n", READ_ONCE(vm->size));
+}
+
+static ssize_t ps_vm_show_pid(struct ps_vm *vm, const struct ps_vm_attr *a,
+			      char *buf)
+{
+	return sysfs_emit(buf, "%d\n", vm->pid);
+}
+
+static ssize_t ps_vm_show_uid(struct ps_vm *vm, const struct ps_vm_attr *a,
+			      char *buf)
+{
+	return sysfs_emit(buf, "%u\n", from_kuid_munged(&init_user_ns, vm->uid));
+}
+
+#define PS_VM_COUNTER(_name) {						\
+	.attr = { .name = __stringify(_name), .mode = 0400 },		\
+	.show = ps_vm_show_counter,					\
+	.counter = offsetof(struct ps_vm, stats._name),			\
+}
+
+static struct ps_vm_attr ps_vm_attrs[] = {
+	{ .attr = { .name = "size", .mode = 0400 }, .show = ps_vm_show_size },
+	{ .attr = { .name = "pid", .mode = 0400 }, .show = ps_vm_show_pid },
+	{ .attr = { .name = "uid", .mode = 0400 }, .show = ps_vm_show_uid },
+	PS_VM_COUNTER(private_pages),
+	PS_VM_COUNTER(shared_gfns),
+	PS_VM_COUNTER(nominated_gfns),
+	PS_VM_COUNTER(cow_breaks),
+};
+
+static struct attribute *ps_vm_default_attrs[ARRAY_SIZE(ps_vm_attrs) + 1];
+
+static const struct attribute_group ps_vm_group = {
+	.attrs = ps_vm_default_attrs,
+};
+
+static const struct attribute_group *ps_vm_groups[] = {
+	&ps_vm_group,
+	NULL,
+};
+
+static ssize_t ps_vm_attr_show(struct kobject *kobj, struct attribute *attr,
+			       char *buf)
+{
+	struct ps_vm_attr *a = container_of(attr, struct ps_vm_attr, attr);
+
+	return a->show(container_of(kobj, struct ps_vm, kobj), a, buf);
+}
+
+static const struct sysfs_ops ps_vm_sysfs_ops = {
+	.show = ps_vm_attr_show,
+};
+
+static void ps_vm_kobj_release(struct kobject *kobj)
+{
+	ps_vm_free(container_of(kobj, struct ps_vm, kobj));
+}
+
+static const struct kobj_type ps_vm_ktype = {
+	.release = ps_vm_kobj_release,
+	.sysfs_ops = &ps_vm_sysfs_ops,
+	.default_groups = ps_vm_groups,
+};
+
+/**
+ * ps_vm_kobj_init() - Initialise a new VM's kobject; its release frees the VM.
+ * @vm: the VM.
+ */
+void ps_vm_kobj_init(struct ps_vm *vm)
+{
+	kobject_init(&vm->kobj, &ps_vm_ktype);
+}
+
+/**
+ * ps_vm_kobj_add() - Show the VM as /sys/kernel/pageshare/vm/<id>/.
+ * @vm: the VM, with its id.
+ *
+ * Return: 0 or a negative errno.
+ */
+int ps_vm_kobj_add(struct ps_vm *vm)
+{
+	return kobject_add(&vm->kobj, ps_vm_dir, "%u", vm->id);
+}
+
 /**
  * ps_sysfs_init() - Create /sys/kernel/pageshare/.
  *
@@ -71,14 +180,25 @@ static const struct attribute_group ps_stat_group = {
  */
 int ps_sysfs_init(void)
 {
-	int ret;
+	int ret, i;
+
+	for (i = 0; i < ARRAY_SIZE(ps_vm_attrs); i++)
+		ps_vm_default_attrs[i] = &ps_vm_attrs[i].attr;
 
 	ps_kobj = kobject_create_and_add("pageshare", kernel_kobj);
 	if (!ps_kobj)
 		return -ENOMEM;
 	ret = sysfs_create_group(ps_kobj, &ps_stat_group);
 	if (ret)
-		kobject_put(ps_kobj);
+		goto err;
+	ps_vm_dir = kobject_create_and_add("vm", ps_kobj);
+	if (!ps_vm_dir) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	return 0;
+err:
+	kobject_put(ps_kobj);
 	return ret;
 }
 
@@ -87,6 +207,7 @@ int ps_sysfs_init(void)
  */
 void ps_sysfs_exit(void)
 {
+	kobject_put(ps_vm_dir);
 	kobject_put(ps_kobj);
 }
 

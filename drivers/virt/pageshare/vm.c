@@ -24,6 +24,7 @@
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
+#include <linux/cred.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 
@@ -136,35 +137,57 @@ struct ps_vm *ps_vm_create(void)
 	if (!vm)
 		return ERR_PTR(-ENOMEM);
 
+	/* From here on, kobject_put() frees the VM through ps_vm_free(). */
+	ps_vm_kobj_init(vm);
 	xa_init(&vm->pages);
 	mutex_init(&vm->lock);
+	vm->pid = task_tgid_nr(current);
+	vm->uid = current_euid();
+	vm->memcg = get_mem_cgroup_from_mm(current->mm);
 
 	vm->inode = alloc_anon_inode(ps_mnt->mnt_sb);
 	if (IS_ERR(vm->inode)) {
 		ret = PTR_ERR(vm->inode);
-		goto err_free;
+		vm->inode = NULL;
+		goto err_put;
 	}
 	vm->inode->i_private = vm;
-	vm->memcg = get_mem_cgroup_from_mm(current->mm);
 
 	mutex_lock(&ps_vms_mutex);
 	ret = xa_alloc(&ps_vms, &vm->id, vm, xa_limit_31b, GFP_KERNEL);
 	mutex_unlock(&ps_vms_mutex);
 	if (ret) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
-		goto err_iput;
+		goto err_put;
 	}
+	ret = ps_vm_kobj_add(vm);
+	if (ret)
+		goto err_erase;
 
 	atomic_long_inc(&ps_stats.vms);
 	return vm;
 
-err_iput:
+err_erase:
+	mutex_lock(&ps_vms_mutex);
+	xa_erase(&ps_vms, vm->id);
+	mutex_unlock(&ps_vms_mutex);
+err_put:
+	kobject_put(&vm->kobj);
+	return ERR_PTR(ret);
+}
+
+/**
+ * ps_vm_free() - Free what is left of a VM: the kobject's release.
+ * @vm: the VM, without pages and out of the table of VMs.
+ */
+void ps_vm_free(struct ps_vm *vm)
+{
+	xa_destroy(&vm->pages);
 	mem_cgroup_put(vm->memcg);
-	iput(vm->inode);
-err_free:
+	if (vm->inode)
+		iput(vm->inode);
 	mutex_destroy(&vm->lock);
 	kfree(vm);
-	return ERR_PTR(ret);
 }
 
 /*
@@ -201,6 +224,8 @@ static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
 void ps_vm_destroy(struct ps_vm *vm)
 {
 	WARN_ON(vm->nr_mappings);
+	/* Gone from sysfs, and no reader of it left, before anything is freed. */
+	kobject_del(&vm->kobj);
 	ps_vm_free_from(vm, 0);
 	WARN_ON(atomic_long_read(&vm->stats.private_pages) ||
 		atomic_long_read(&vm->stats.shared_gfns) ||
@@ -208,12 +233,8 @@ void ps_vm_destroy(struct ps_vm *vm)
 	mutex_lock(&ps_vms_mutex);
 	xa_erase(&ps_vms, vm->id);
 	mutex_unlock(&ps_vms_mutex);
-	xa_destroy(&vm->pages);
-	mem_cgroup_put(vm->memcg);
-	iput(vm->inode);
-	mutex_destroy(&vm->lock);
-	kfree(vm);
 	atomic_long_dec(&ps_stats.vms);
+	kobject_put(&vm->kobj);
 }
 
 /**

@@ -624,6 +624,7 @@ TEST_F(vm2, sharer_limit)
 
 TEST_F(vm2, counters_in_fdinfo_and_sysfs)
 {
+	struct pageshare_vm_info info;
 	char path[64], buf[1024];
 	uint64_t ha, hb;
 	ssize_t n;
@@ -647,6 +648,28 @@ TEST_F(vm2, counters_in_fdinfo_and_sysfs)
 	EXPECT_LE(2, global("shared_frames"));
 	EXPECT_LE(1, global("saved_frames"));
 	EXPECT_LT(0, global("meta_bytes"));
+
+	/* Per VM under /sys/kernel/pageshare/vm/<id>/. */
+	ASSERT_EQ(0, ps_info(self->b, &info));
+	snprintf(path, sizeof(path), "vm/%llu/shared_gfns", (unsigned long long)info.id);
+	EXPECT_EQ(2, global(path));
+	snprintf(path, sizeof(path), "vm/%llu/nominated_gfns", (unsigned long long)info.id);
+	EXPECT_EQ(1, global(path));
+	snprintf(path, sizeof(path), "vm/%llu/private_pages", (unsigned long long)info.id);
+	EXPECT_EQ(62, global(path));
+	snprintf(path, sizeof(path), "vm/%llu/pid", (unsigned long long)info.id);
+	EXPECT_EQ(getpid(), global(path));
+	snprintf(path, sizeof(path), "vm/%llu/size", (unsigned long long)info.id);
+	EXPECT_EQ(MIB, global(path));
+
+	/* The directory goes with the VM. */
+	fd = ps_open();
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ps_info(fd, &info));
+	snprintf(path, sizeof(path), PS_SYSFS "vm/%llu", (unsigned long long)info.id);
+	EXPECT_EQ(0, access(path, F_OK));
+	close(fd);
+	EXPECT_EQ(-1, access(path, F_OK));
 }
 
 TEST_HARNESS_MAIN
