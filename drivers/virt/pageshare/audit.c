@@ -10,8 +10,8 @@
  *   handle is non-zero and was issued, and whose reverse map has the gfn;
  * - every key of a frame's reverse map names a live VM whose entry at that
  *   gfn is the frame (so with the count check, the maps agree both ways);
- * - a frame's sharer count is the number of entries naming it and within
- *   max_sharers;
+ * - a frame's sharer count is the number of entries naming it (lowering
+ *   max_sharers does not split frames, so it is not checked against that);
  * - each VM's private, shared and nominated counts match its entries;
  * - the global counts match: VMs, private pages, frames in shared state,
  *   and saved frames = shared gfns - shared frames (Xen's invariant:
@@ -109,9 +109,6 @@ static void ps_audit_frame(struct ps_audit *a, unsigned long pfn, long entries)
 	if (frame->nr_sharers != entries)
 		ps_audit_err(a, "frame %llu: %u sharers, %ld gfns map it",
 			     frame->handle, frame->nr_sharers, entries);
-	if (frame->nr_sharers > READ_ONCE(ps_max_sharers))
-		ps_audit_err(a, "frame %llu: %u sharers, above max_sharers",
-			     frame->handle, frame->nr_sharers);
 	while (ps_rmap_next(frame, &pos, &key)) {
 		keys++;
 		vm = ps_vm_find(ps_rmap_key_vm(key));

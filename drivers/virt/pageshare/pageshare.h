@@ -145,7 +145,20 @@ static inline struct ps_frame *ps_page_frame(struct page *page)
 	return (struct ps_frame *)page_private(page);
 }
 
-/* The reverse map names a sharer by VM id and gfn, in one u64. */
+/*
+ * The reverse map names a sharer by VM id and gfn, in one u64: gfns must fit
+ * in 32 bits, so no VM is larger than 16 TiB whatever max_vm_size says.
+ */
+#define PS_VM_SIZE_LIMIT	(1ULL << (32 + PAGE_SHIFT))
+
+static inline u64 ps_max_size(void)
+{
+	return min_t(u64, READ_ONCE(ps_max_vm_size), PS_VM_SIZE_LIMIT);
+}
+
+/* Whether @gfn is below @vm's size; exact under the VM's xa_lock. */
+#define ps_gfn_valid(vm, gfn)	((gfn) < READ_ONCE((vm)->size) >> PAGE_SHIFT)
+
 static inline u64 ps_rmap_key(u32 vm_id, pgoff_t gfn)
 {
 	return (u64)vm_id << 32 | (u32)gfn;
@@ -196,7 +209,7 @@ int ps_unshare(struct ps_vm *vm, pgoff_t gfn);
 int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page);
 int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 	     u32 *state);
-void ps_release_shared(struct ps_vm *vm, pgoff_t gfn, struct page *page);
+void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn);
 
 /* rmap.c */
 int ps_rmap_reserve(struct ps_frame *frame, u32 more);

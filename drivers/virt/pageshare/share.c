@@ -248,7 +248,7 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	bool shared;
 	int ret;
 
-	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+	if (!ps_gfn_valid(vm, gfn))
 		return -ENXIO;
 
 	ps_ops_begin();
@@ -343,8 +343,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	u64 key;
 	int ret;
 
-	if (sgfn >= READ_ONCE(svm->size) >> PAGE_SHIFT ||
-	    cgfn >= READ_ONCE(cvm->size) >> PAGE_SHIFT)
+	if (!ps_gfn_valid(svm, sgfn) || !ps_gfn_valid(cvm, cgfn))
 		return -ENXIO;
 
 	ps_ops_begin();
@@ -421,8 +420,7 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	void *cur;
 	int ret;
 
-	if (sgfn >= READ_ONCE(svm->size) >> PAGE_SHIFT ||
-	    cgfn >= READ_ONCE(cvm->size) >> PAGE_SHIFT)
+	if (!ps_gfn_valid(svm, sgfn) || !ps_gfn_valid(cvm, cgfn))
 		return -ENXIO;
 
 	ps_ops_begin();
@@ -449,10 +447,17 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (ret)
 		goto out;
 
-	/* A first touch of the hole may race with us: whoever fills it wins. */
+	/*
+	 * A first touch of the hole may race with us: whoever fills it wins.
+	 * A shrink publishes the new size under this lock before it frees
+	 * the gfns past it, so a hole past the size can never be filled.
+	 */
 	xa_lock(&cvm->pages);
-	cur = __xa_cmpxchg(&cvm->pages, cgfn, NULL, ps_shared_entry(sp),
-			   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (ps_gfn_valid(cvm, cgfn))
+		cur = __xa_cmpxchg(&cvm->pages, cgfn, NULL, ps_shared_entry(sp),
+				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	else
+		cur = XA_ERROR(-ENXIO);
 	xa_unlock(&cvm->pages);
 	if (cur) {
 		ret = xa_is_err(cur) ? xa_err(cur) : -EEXIST;
@@ -538,7 +543,7 @@ int ps_unshare(struct ps_vm *vm, pgoff_t gfn)
 	bool shared;
 	int ret;
 
-	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+	if (!ps_gfn_valid(vm, gfn))
 		return -ENXIO;
 
 	ps_ops_begin();
@@ -576,7 +581,7 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 	struct page *page;
 	bool shared;
 
-	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+	if (!ps_gfn_valid(vm, gfn))
 		return -ENXIO;
 
 	*handle = 0;
@@ -599,31 +604,43 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 }
 
 /**
- * ps_release_shared() - Drop a gfn of a VM that is going away from its frame.
- * @vm: the VM, unmapped.
- * @gfn: the gfn, whose entry names @page in shared state.
- * @page: the frame's page.
+ * ps_release_gfn() - Drop a gfn of a VM that nothing maps any more.
+ * @vm: the VM, being destroyed or shrunk.
+ * @gfn: the gfn.
  *
- * The caller is inside ps_ops_begin(). The frame, and its page, go with
- * their last sharer.
+ * The caller is inside ps_ops_begin(). A private page goes with its gfn; a
+ * frame in shared state loses a sharer, and goes with its last one. The
+ * page is looked up, referenced and locked here, and the entry checked
+ * again under the lock, like everywhere else: a share or an unshare
+ * through another VM may change the entry until then.
  */
-void ps_release_shared(struct ps_vm *vm, pgoff_t gfn, struct page *page)
+void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 {
 	struct ps_frame *frame;
+	struct page *page;
+	bool shared;
 
-	folio_lock(page_folio(page));
+	if (ps_lock_gfn(vm, gfn, &page, &shared))
+		return;
+
+	xa_erase(&vm->pages, gfn);
+	if (!shared) {
+		ps_account_private(vm, -1);
+		put_page(page);		/* the entry's reference */
+		goto out;
+	}
+
 	frame = ps_page_frame(page);
 	ps_frame_count_nominated(frame, -1);
 	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
-	xa_erase(&vm->pages, gfn);
 	atomic_long_dec(&vm->stats.shared_gfns);
 	if (!frame->nr_sharers) {
 		ps_frame_free(page, frame);
-		folio_unlock(page_folio(page));
-		put_page(page);
-		return;
+		put_page(page);		/* the frame's reference */
+	} else {
+		ps_frame_count_nominated(frame, 1);
+		atomic_long_dec(&ps_stats.saved_frames);
 	}
-	ps_frame_count_nominated(frame, 1);
-	atomic_long_dec(&ps_stats.saved_frames);
-	folio_unlock(page_folio(page));
+out:
+	ps_unlock_gfns(page, NULL);
 }

@@ -337,6 +337,35 @@ static void ps_test_teardown_while_shared(struct kunit *test)
 	ps_test_audit_clean(test);
 }
 
+static void ps_test_shrink_while_shared(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	u64 ha, hb;
+	int gfn;
+
+	for (gfn = 30; gfn < 40; gfn++) {
+		ps_test_fill(test, a, gfn, gfn);
+		ps_test_fill(test, b, gfn, gfn);
+		ha = ps_test_nominate(test, a, gfn);
+		hb = ps_test_nominate(test, b, gfn);
+		/* a's gfns are the clients: they move onto b's frames. */
+		KUNIT_ASSERT_EQ(test, 0, ps_share(b, gfn, hb, a, gfn, ha, true));
+	}
+	hb = ps_test_nominate(test, b, 39);
+
+	/* a shrinks below 32..39: they leave the frames, b keeps them. */
+	KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(a, 32 * PAGE_SIZE));
+	KUNIT_EXPECT_EQ(test, ps_stat(&a->stats.shared_gfns), 2);
+	KUNIT_EXPECT_EQ(test, ps_stat(&a->stats.private_pages), 0);
+	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.nominated_gfns), 8);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(ps_test_page(b, 35), 35));
+	/* Nothing can fill a gfn past the new end. */
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(b, 39, hb, a, 33), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(a, 33)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(b, 39, hb, a, 5), 0);
+	ps_test_audit_clean(test);
+}
+
 static void ps_test_rmap(struct kunit *test)
 {
 	long bytes = ps_stat(&ps_stats.meta_bytes);
@@ -429,6 +458,7 @@ static struct kunit_case ps_share_test_cases[] = {
 	KUNIT_CASE(ps_test_add_to_physmap),
 	KUNIT_CASE(ps_test_sharer_limit),
 	KUNIT_CASE(ps_test_teardown_while_shared),
+	KUNIT_CASE(ps_test_shrink_while_shared),
 	KUNIT_CASE(ps_test_rmap),
 	KUNIT_CASE(ps_test_audit_catches),
 	{}

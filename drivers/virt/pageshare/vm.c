@@ -120,6 +120,16 @@ void ps_fs_exit(void)
 	kern_unmount(ps_mnt);
 }
 
+/* What a VM holds outside itself, dropped before its kobject goes. */
+static void ps_vm_put_refs(struct ps_vm *vm)
+{
+	mem_cgroup_put(vm->memcg);
+	vm->memcg = NULL;
+	if (vm->inode)
+		iput(vm->inode);
+	vm->inode = NULL;
+}
+
 /**
  * ps_vm_create() - Create an empty VM: no size, no pages.
  *
@@ -164,7 +174,9 @@ struct ps_vm *ps_vm_create(void)
 	if (ret)
 		goto err_erase;
 
+	mutex_lock(&ps_vms_mutex);
 	atomic_long_inc(&ps_stats.vms);
+	mutex_unlock(&ps_vms_mutex);
 	return vm;
 
 err_erase:
@@ -172,20 +184,18 @@ err_erase:
 	xa_erase(&ps_vms, vm->id);
 	mutex_unlock(&ps_vms_mutex);
 err_put:
+	ps_vm_put_refs(vm);
 	kobject_put(&vm->kobj);
 	return ERR_PTR(ret);
 }
 
 /**
  * ps_vm_free() - Free what is left of a VM: the kobject's release.
- * @vm: the VM, without pages and out of the table of VMs.
+ * @vm: the VM, without pages, references or place in the table of VMs.
  */
 void ps_vm_free(struct ps_vm *vm)
 {
 	xa_destroy(&vm->pages);
-	mem_cgroup_put(vm->memcg);
-	if (vm->inode)
-		iput(vm->inode);
 	mutex_destroy(&vm->lock);
 	kfree(vm);
 }
@@ -202,19 +212,13 @@ static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
 	unsigned long gfn;
 	void *entry;
 
+	/* One section: the audit never sees a half-released VM. */
+	ps_ops_begin();
 	xa_for_each_start(&vm->pages, gfn, entry, first) {
-		ps_ops_begin();
-		if (ps_entry_shared(entry)) {
-			ps_release_shared(vm, gfn, ps_entry_page(entry));
-		} else {
-			xa_erase(&vm->pages, gfn);
-			put_page(entry);
-			atomic_long_dec(&vm->stats.private_pages);
-			atomic_long_dec(&ps_stats.private_pages);
-		}
-		ps_ops_end();
+		ps_release_gfn(vm, gfn);
 		cond_resched();
 	}
+	ps_ops_end();
 }
 
 /**
@@ -232,8 +236,9 @@ void ps_vm_destroy(struct ps_vm *vm)
 		atomic_long_read(&vm->stats.nominated_gfns));
 	mutex_lock(&ps_vms_mutex);
 	xa_erase(&ps_vms, vm->id);
-	mutex_unlock(&ps_vms_mutex);
 	atomic_long_dec(&ps_stats.vms);
+	mutex_unlock(&ps_vms_mutex);
+	ps_vm_put_refs(vm);
 	kobject_put(&vm->kobj);
 }
 
@@ -252,7 +257,7 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 
 	if (!size || !PAGE_ALIGNED(size))
 		return -EINVAL;
-	if (size > READ_ONCE(ps_max_vm_size))
+	if (size > ps_max_size())
 		return -EFBIG;
 
 	mutex_lock(&vm->lock);
@@ -260,8 +265,14 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 		if (vm->nr_mappings) {
 			ret = -EBUSY;
 		} else {
-			ps_vm_free_from(vm, size >> PAGE_SHIFT);
+			/*
+			 * Publish the size first, under the lock that inserts
+			 * entries: nothing can fill a gfn past it afterwards.
+			 */
+			xa_lock(&vm->pages);
 			WRITE_ONCE(vm->size, size);
+			xa_unlock(&vm->pages);
+			ps_vm_free_from(vm, size >> PAGE_SHIFT);
 		}
 	}
 	mutex_unlock(&vm->lock);
@@ -328,11 +339,12 @@ struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared)
  */
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn)
 {
+	struct mem_cgroup *old_memcg;
 	struct page *page;
 	bool shared;
 	void *cur;
 
-	if (gfn >= READ_ONCE(vm->size) >> PAGE_SHIFT)
+	if (!ps_gfn_valid(vm, gfn))
 		return ERR_PTR(-ENXIO);
 
 	page = ps_vm_lookup(vm, gfn, &shared);
@@ -344,8 +356,14 @@ struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn)
 		return ERR_PTR(-ENOMEM);
 
 	ps_ops_begin();
+	old_memcg = set_active_memcg(vm->memcg);	/* for xarray nodes too */
 	xa_lock(&vm->pages);
-	cur = __xa_cmpxchg(&vm->pages, gfn, NULL, page, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (ps_gfn_valid(vm, gfn))
+		cur = __xa_cmpxchg(&vm->pages, gfn, NULL, page,
+				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	else
+		cur = XA_ERROR(-ENXIO);
+	set_active_memcg(old_memcg);
 	if (cur) {
 		/* Another fault or add_to_physmap filled it, or no memory. */
 		if (!xa_is_err(cur))
@@ -463,7 +481,7 @@ static const struct vm_operations_struct ps_vm_ops = {
  */
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 {
-	u64 max = READ_ONCE(ps_max_vm_size);
+	u64 max = ps_max_size();
 	u64 end;
 	int ret = 0;
 

@@ -245,6 +245,31 @@ TEST(size_change_while_mapped)
 	close(fd);
 }
 
+/* Adjacent mappings of adjacent file ranges stay two mappings, counted. */
+TEST(adjacent_mappings_counted)
+{
+	struct pageshare_vm_info info;
+	char *p, *q;
+	int fd;
+
+	REQUIRE_DEVICE();
+	fd = ps_open();
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ps_set_size(fd, 4 * MIB));
+	p = ps_map(fd, 2 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	q = mmap(p + 2 * MIB, 2 * MIB, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, fd, 2 * MIB);
+	ASSERT_EQ(p + 2 * MIB, q);
+	ASSERT_EQ(0, ps_info(fd, &info));
+	EXPECT_EQ(2, info.mappings);
+	ASSERT_EQ(0, munmap(p, 4 * MIB));
+	ASSERT_EQ(0, ps_info(fd, &info));
+	EXPECT_EQ(0, info.mappings);
+	EXPECT_EQ(0, ps_set_size(fd, MIB));
+	close(fd);
+}
+
 TEST(pages_on_first_touch_zero_filled)
 {
 	struct pageshare_vm_info info;
