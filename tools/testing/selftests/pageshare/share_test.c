@@ -595,6 +595,80 @@ TEST_F(vm2, batches)
 	EXPECT_EQ(0x11, self->mb[3 * PS_PAGE + 5]);
 }
 
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0 : -1;
+	close(fd);
+	return ret;
+}
+
+/*
+ * A write to a shared page needs a new page. When there is none, the
+ * writer gets a clean error and nothing changes: fail_page_alloc fails the
+ * one allocation of this task that the copy makes.
+ */
+TEST_F(vm2, cow_out_of_memory)
+{
+	const char *fpa = "/sys/kernel/debug/fail_page_alloc/";
+	struct iovec local, remote;
+	char path[128], byte = 0x77;
+	uint64_t ha, hb;
+	ssize_t n;
+	int err;
+
+	snprintf(path, sizeof(path), "%sprobability", fpa);
+	if (access(path, W_OK))
+		SKIP(return, "no fail_page_alloc in debugfs");
+
+	ASSERT_EQ(0, ps_nominate(self->a, 8, &ha, NULL));
+	ASSERT_EQ(0, ps_nominate(self->b, 8, &hb, NULL));
+	ASSERT_EQ(0, ps_share(self->a, 8, ha, self->b, 8, hb, 0));
+
+#define FPA(name, val) do {						\
+	snprintf(path, sizeof(path), "%s%s", fpa, name);		\
+	ASSERT_EQ(0, write_file(path, val)) TH_LOG("%s", path);		\
+} while (0)
+	FPA("task-filter", "Y");
+	FPA("ignore-gfp-highmem", "N");
+	FPA("ignore-gfp-wait", "N");
+	FPA("min-order", "0");
+	FPA("verbose", "0");
+	FPA("interval", "1");
+	FPA("times", "1");
+	FPA("probability", "100");
+	ASSERT_EQ(0, write_file("/proc/self/make-it-fail", "1"));
+
+	local.iov_base = &byte;
+	local.iov_len = 1;
+	remote.iov_base = self->mb + 8 * PS_PAGE + 3;
+	remote.iov_len = 1;
+	n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+	err = errno;
+
+	ASSERT_EQ(0, write_file("/proc/self/make-it-fail", "0"));
+	FPA("probability", "0");
+	FPA("times", "0");
+	FPA("task-filter", "N");
+#undef FPA
+
+	EXPECT_EQ(-1, n);
+	EXPECT_TRUE(err == ENOMEM || err == EFAULT) TH_LOG("errno %d", err);
+	/* Nothing changed: still shared, same bytes, audit clean. */
+	EXPECT_EQ(2, sharers(self->b, 8));
+	EXPECT_EQ(0x11, self->mb[8 * PS_PAGE + 3]);
+	EXPECT_EQ(0, audit());
+
+	/* With memory again, the same write goes through. */
+	ASSERT_EQ(1, process_vm_writev(getpid(), &local, 1, &remote, 1, 0));
+	EXPECT_EQ(0x77, self->mb[8 * PS_PAGE + 3]);
+	EXPECT_EQ(0x11, self->ma[8 * PS_PAGE + 3]);
+	EXPECT_EQ(1, sharers(self->a, 8));
+}
+
 TEST_F(vm2, sharer_limit)
 {
 	const char *param = "/sys/module/pageshare/parameters/max_sharers";
