@@ -7,6 +7,7 @@
 #   make check      every test (KUnit, kselftests, real KVM guests) in the test VM
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make shell      the test VM with a shell on its console
+#   make stress     the model-checked stress test alone (SEED=, OPS=)
 #
 # The test VM needs neither /dev/kvm nor module loading on this machine:
 # see tools/testing/pageshare-vm/vmtest.
@@ -17,7 +18,7 @@ VMTEST := $(CURDIR)/tools/testing/pageshare-vm/vmtest
 # The KUnit suites go into the module only where the kernel has KUnit.
 KUNIT ?= $(shell grep -qs '^CONFIG_KUNIT=y' $(KDIR)/.config && echo y)
 
-.PHONY: all module modules_install clean check demo lint shell
+.PHONY: all module modules_install clean check demo lint shell stress
 
 all: module
 
@@ -39,6 +40,10 @@ lint:
 
 shell:
 	$(VMTEST) shell
+
+# The model-checked stress test alone: make stress SEED=7 OPS=1000000 [KVM=1]
+stress:
+	SEED=$(SEED) OPS=$(OPS) KVM=$(KVM) $(VMTEST) stress
 
 clean:
 	rm -rf build

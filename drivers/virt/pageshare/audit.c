@@ -22,15 +22,39 @@
 
 #include <linux/mm.h>
 #include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/xarray.h>
 
 #include "pageshare.h"
 
 struct ps_audit {
 	long errors;
-	struct xarray frames;	/* pfn -> entries naming that frame */
+	struct page **shared;	/* the page of every shared entry, sorted later */
+	size_t nshared, cap;
 	long vms, private_pages, shared_gfns, frames_seen;
 };
+
+static int ps_audit_grow(struct ps_audit *a)
+{
+	struct page **p;
+	size_t cap = max_t(size_t, 256, a->cap * 2);
+
+	p = kvrealloc(a->shared, cap * sizeof(*p), GFP_KERNEL);
+	if (!p)
+		return -ENOMEM;
+	a->shared = p;
+	a->cap = cap;
+	return 0;
+}
+
+static int ps_audit_cmp(const void *x, const void *y)
+{
+	unsigned long a = (unsigned long)*(struct page * const *)x;
+	unsigned long b = (unsigned long)*(struct page * const *)y;
+
+	return a < b ? -1 : a > b;
+}
 
 #define ps_audit_err(a, fmt, ...) do {				\
 	(a)->errors++;						\
@@ -41,12 +65,28 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 {
 	long private = 0, shared = 0, nominated = 0;
 	pgoff_t end = READ_ONCE(vm->size) >> PAGE_SHIFT;
+	XA_STATE(xas, &vm->pages, 0);
 	struct ps_frame *frame;
-	unsigned long gfn;
 	struct page *page;
-	void *entry, *cnt;
+	unsigned long gfn;
+	void *entry;
+	int ret = 0;
 
-	xa_for_each(&vm->pages, gfn, entry) {
+	/* One RCU section and one tree walk, not a lookup per entry. */
+	rcu_read_lock();
+	xas_for_each(&xas, entry, ULONG_MAX) {
+		if (xas_retry(&xas, entry))
+			continue;
+		gfn = xas.xa_index;	/* xas_pause() moves the index on */
+		if (a->nshared == a->cap || need_resched()) {
+			xas_pause(&xas);
+			rcu_read_unlock();
+			ret = a->nshared == a->cap ? ps_audit_grow(a) : 0;
+			cond_resched();
+			rcu_read_lock();
+			if (ret)
+				break;
+		}
 		page = ps_entry_page(entry);
 		if (gfn >= end)
 			ps_audit_err(a, "vm %u gfn %lu: past the size", vm->id, gfn);
@@ -72,13 +112,11 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 				     vm->id, gfn);
 		if (frame->nr_sharers == 1)
 			nominated++;
-
-		cnt = xa_load(&a->frames, page_to_pfn(page));
-		cnt = xa_mk_value(cnt ? xa_to_value(cnt) + 1 : 1);
-		if (xa_is_err(xa_store(&a->frames, page_to_pfn(page), cnt, GFP_KERNEL)))
-			return -ENOMEM;
-		cond_resched();
+		a->shared[a->nshared++] = page;
 	}
+	rcu_read_unlock();
+	if (ret)
+		return ret;
 
 	if (private != atomic_long_read(&vm->stats.private_pages))
 		ps_audit_err(a, "vm %u: %ld private pages, counted %ld", vm->id,
@@ -95,9 +133,8 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 	return 0;
 }
 
-static void ps_audit_frame(struct ps_audit *a, unsigned long pfn, long entries)
+static void ps_audit_frame(struct ps_audit *a, struct page *page, long entries)
 {
-	struct page *page = pfn_to_page(pfn);
 	struct ps_frame *frame = ps_page_frame(page);
 	struct ps_vm *vm;
 	u32 pos = 0, keys = 0;
@@ -137,22 +174,26 @@ static void ps_audit_frame(struct ps_audit *a, unsigned long pfn, long entries)
 long ps_audit(void)
 {
 	struct ps_audit a = { };
-	unsigned long id = 0, pfn;
+	unsigned long id = 0;
+	size_t i, j;
 	struct ps_vm *vm;
 	long saved;
-	void *cnt;
 	int ret = 0;
 
-	xa_init(&a.frames);
 	ps_ops_freeze();
 	ps_vms_lock();
 
 	for (vm = ps_vms_next(&id); vm && !ret; vm = ps_vms_next(&id))
 		ret = ps_audit_vm(&a, vm);
 	if (!ret) {
-		xa_for_each(&a.frames, pfn, cnt) {
-			ps_audit_frame(&a, pfn, xa_to_value(cnt));
-			cond_resched();
+		/* Entries naming one frame end up next to each other. */
+		sort(a.shared, a.nshared, sizeof(*a.shared), ps_audit_cmp, NULL);
+		for (i = 0; i < a.nshared; i = j) {
+			for (j = i + 1; j < a.nshared && a.shared[j] == a.shared[i]; j++)
+				;
+			ps_audit_frame(&a, a.shared[i], j - i);
+			if (!(a.frames_seen % 1024))
+				cond_resched();
 		}
 	}
 
@@ -172,6 +213,6 @@ long ps_audit(void)
 
 	ps_vms_unlock();
 	ps_ops_thaw();
-	xa_destroy(&a.frames);
+	kvfree(a.shared);
 	return ret ? ret : a.errors;
 }

@@ -307,6 +307,19 @@ out:
 	return ret;
 }
 
+/* Whether @handle names @gfn's current version. */
+static bool ps_check_handle(struct ps_vm *vm, pgoff_t gfn, u64 handle)
+{
+	struct page *page;
+	bool shared, ok;
+
+	if (ps_lock_gfn(vm, gfn, &page, &shared))
+		return false;
+	ok = shared && ps_page_frame(page)->handle == handle;
+	ps_unlock_gfns(page, NULL);
+	return ok;
+}
+
 static bool ps_pages_differ(struct page *a, struct page *b)
 {
 	void *pa = kmap_local_page(a);
@@ -350,10 +363,16 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	do {
 		ret = ps_lock_gfns(svm, sgfn, &sp, &sshared, cvm, cgfn, &cp, &cshared);
 	} while (ret == -EAGAIN);
+	if (ret == -ENODATA) {
+		/* The client is a hole; the source's handle is checked first. */
+		ret = ps_check_handle(svm, sgfn, shandle) ? -EIDRM : -ESTALE;
+		ps_ops_end();
+		return ret;
+	}
 	if (ret) {
 		ps_ops_end();
 		/* A gfn without a page has no version for a handle to name. */
-		return ret == -ENOENT ? -ESTALE : -EIDRM;
+		return -ESTALE;
 	}
 
 	sframe = sshared ? ps_page_frame(sp) : NULL;

@@ -86,6 +86,14 @@ kind == "log" {
 	next
 }
 
+/^# stress: ops=/ {
+	split($0, kv, /[ =]/)
+	stress_ops += kv[4]
+	if (kv[6] + 0 > 0)
+		stress_audit += kv[6]
+	stress_seen = 1
+}
+
 kind == "leaks" {
 	if ($0 ~ /[^ \t]/)
 		leaked++
@@ -177,6 +185,8 @@ END {
 	printf "\n%d passed, %d failed", tp, tf
 	if (ts)
 		printf ", %d skipped", ts
+	if (stress_seen)
+		printf "; %d stress operations model-checked, %d audit errors", stress_ops, stress_audit
 	printf "\n"
 	exit (tf > 0)
 }

@@ -1,0 +1,577 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Model-checked stress: a seeded, reproducible random sequence of
+ * operations on three VMs (nominate, share, add_to_physmap, unshare,
+ * query, writes and reads through the VMM's mapping, writes and reads by
+ * KVM guests, VM teardown and re-creation), each checked against a
+ * userspace model of what every gfn holds, which handles are valid and
+ * every counter, and followed by the kernel's audit.
+ *
+ *   stress_test [-s SEED] [-n OPS]     (also $STRESS_SEED, $STRESS_OPS)
+ *
+ * A failure prints the seed and the step, so `make stress SEED=... OPS=...`
+ * replays it. The last line reports the operations run and the audit
+ * errors seen, for the VM test runner's summary.
+ */
+
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <time.h>
+#include <stdarg.h>
+
+#include "kselftest.h"
+#include "pageshare_util.h"
+
+#define NVM		3
+#define NGFN		16		/* gfns per VM: 64 KiB, so pages collide often */
+#define FIRST_GFN	2		/* 0 is unused, 1 holds the guest code */
+#define MAXFRAMES	(NVM * NGFN * 4)
+#define MAXHANDLES	4096
+#define FULL_CHECK	1000		/* steps between checks of every gfn */
+
+/* What a page holds, as the model knows it. */
+enum { C_ZERO, C_HOST, C_GUEST, C_CODE };
+struct content {
+	uint8_t kind;
+	uint32_t a, b;	/* host: tag; guest: gfn written at, seed */
+};
+
+struct mframe {
+	bool used;
+	uint64_t handle;	/* 0: a private page */
+	int sharers;
+	struct content c;
+};
+
+struct mvm {
+	struct ps_guest g;
+	bool kvm;
+	int frame[NGFN];	/* -1: hole */
+	long cow_breaks;
+};
+
+static struct mframe frames[MAXFRAMES];
+static struct mvm vms[NVM];
+static uint64_t handles[MAXHANDLES];	/* every handle seen, for stale ones */
+static int nhandles;
+static uint64_t max_handle;
+static uint64_t rng_state;
+static long step;
+static unsigned long seed;
+static char op[160];
+static char history[16][160];	/* the last operations, for a failure report */
+static bool have_kvm;
+static double t_audit, t_guest, t_check;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
+static uint32_t rn(uint32_t n)
+{
+	return rnd() % n;
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	long i;
+
+	for (i = step > 15 ? step - 15 : 0; i < step; i++)
+		printf("# stress: step %ld: %s\n", i, history[i % 16]);
+	printf("# stress: seed %lu failed at step %ld (%s): ", seed, step, op);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n# stress: replay with: make stress SEED=%lu OPS=%ld\n", seed, step + 1);
+	printf("# stress: ops=%ld audit_errors=%d\n", step, -1);
+	ksft_test_result_fail("stress seed %lu\n", seed);
+	ksft_finished();
+	exit(KSFT_FAIL);
+}
+
+static void gen(const struct content *c, uint8_t *buf)
+{
+	uint32_t *w = (uint32_t *)buf;
+	uint16_t *h = (uint16_t *)buf;
+	size_t i;
+
+	switch (c->kind) {
+	case C_ZERO:
+		memset(buf, 0, PS_PAGE);
+		break;
+	case C_HOST:
+		for (i = 0; i < PS_PAGE / 4; i++)
+			w[i] = c->a * 0x9e3779b1u + i * 0x85ebca77u;
+		break;
+	case C_GUEST:
+		for (i = 0; i < PS_PAGE / 2; i++)
+			h[i] = ps_fill_word(c->a, c->b);
+		break;
+	}
+}
+
+static bool same_bytes(const struct content *x, const struct content *y)
+{
+	uint8_t a[PS_PAGE], b[PS_PAGE];
+
+	gen(x, a);
+	gen(y, b);
+	return !memcmp(a, b, PS_PAGE);
+}
+
+static int new_frame(struct content c)
+{
+	int i;
+
+	for (i = 0; i < MAXFRAMES; i++) {
+		if (!frames[i].used) {
+			frames[i] = (struct mframe){ .used = true, .sharers = 1, .c = c };
+			return i;
+		}
+	}
+	fail("model out of frames");
+}
+
+static void drop_sharer(int f)
+{
+	if (--frames[f].sharers == 0)
+		frames[f].used = false;
+}
+
+static void note_handle(uint64_t h)
+{
+	if (h <= max_handle)
+		fail("new handle %llu not above %llu", (unsigned long long)h,
+		     (unsigned long long)max_handle);
+	max_handle = h;
+	handles[nhandles++ % MAXHANDLES] = h;
+}
+
+/* A gfn of the VM gets a write: the model's copy-on-write. */
+static void model_write(struct mvm *m, int gfn, struct content c)
+{
+	int f = m->frame[gfn];
+
+	if (f < 0) {
+		m->frame[gfn] = new_frame(c);
+	} else if (!frames[f].handle) {
+		frames[f].c = c;
+	} else if (frames[f].sharers == 1) {
+		frames[f].handle = 0;
+		frames[f].c = c;
+		m->cow_breaks++;
+	} else {
+		drop_sharer(f);
+		m->frame[gfn] = new_frame(c);
+		m->cow_breaks++;
+	}
+}
+
+static void check_bytes(struct mvm *m, int gfn)
+{
+	uint8_t want[PS_PAGE];
+	int f = m->frame[gfn];
+
+	if (f < 0)
+		return;		/* reading would allocate: queries cover holes */
+	gen(&frames[f].c, want);
+	if (memcmp(want, m->g.mem + gfn * PS_PAGE, PS_PAGE))
+		fail("vm %ld gfn %d: bytes differ from the model", m - vms, gfn);
+}
+
+static void check_query(struct mvm *m, int gfn)
+{
+	struct pageshare_query q;
+	int f = m->frame[gfn];
+	uint32_t state;
+
+	if (ps_query(m->g.fd, gfn, &q))
+		fail("query: %s", strerror(errno));
+	if (f < 0)
+		state = PAGESHARE_STATE_HOLE;
+	else if (!frames[f].handle)
+		state = PAGESHARE_STATE_PRIVATE;
+	else
+		state = frames[f].sharers == 1 ? PAGESHARE_STATE_NOMINATED :
+						 PAGESHARE_STATE_SHARED;
+	if (q.state != state || q.sharers != (f < 0 ? 0 : (uint32_t)frames[f].sharers) ||
+	    q.handle != (f < 0 ? 0 : frames[f].handle))
+		fail("vm %ld gfn %d: kernel says state %u sharers %u handle %llu, model %u %d %llu",
+		     m - vms, gfn, q.state, q.sharers, (unsigned long long)q.handle,
+		     state, f < 0 ? 0 : frames[f].sharers,
+		     (unsigned long long)(f < 0 ? 0 : frames[f].handle));
+}
+
+static void check_counters(void)
+{
+	long shared_frames = 0, shared_gfns = 0;
+	struct pageshare_stats st;
+	int v, g, i;
+
+	for (i = 0; i < MAXFRAMES; i++)
+		shared_frames += frames[i].used && frames[i].handle;
+	for (v = 0; v < NVM; v++) {
+		long priv = 0, shared = 0, nominated = 0;
+
+		for (g = 0; g < NGFN; g++) {
+			int f = vms[v].frame[g];
+
+			if (f < 0)
+				continue;
+			if (!frames[f].handle) {
+				priv++;
+				continue;
+			}
+			shared++;
+			nominated += frames[f].sharers == 1;
+		}
+		shared_gfns += shared;
+		if (ps_stats(vms[v].g.fd, &st))
+			fail("stats: %s", strerror(errno));
+		if ((long)st.private_pages != priv || (long)st.shared_gfns != shared ||
+		    (long)st.nominated_gfns != nominated ||
+		    (long)st.cow_breaks != vms[v].cow_breaks)
+			fail("vm %d counters: kernel %llu/%llu/%llu/%llu, model %ld/%ld/%ld/%ld", v,
+			     (unsigned long long)st.private_pages,
+			     (unsigned long long)st.shared_gfns,
+			     (unsigned long long)st.nominated_gfns,
+			     (unsigned long long)st.cow_breaks,
+			     priv, shared, nominated, vms[v].cow_breaks);
+	}
+	if ((long)st.shared_frames != shared_frames ||
+	    (long)st.saved_frames != shared_gfns - shared_frames)
+		fail("global counters: kernel %llu shared / %llu saved, model %ld / %ld",
+		     (unsigned long long)st.shared_frames,
+		     (unsigned long long)st.saved_frames,
+		     shared_frames, shared_gfns - shared_frames);
+}
+
+static void vm_create(struct mvm *m)
+{
+	int g;
+
+	if (have_kvm) {
+		if (ps_guest_create(&m->g, NGFN * PS_PAGE))
+			fail("creating a VM: %s", m->g.err);
+	} else {
+		memset(&m->g, 0, sizeof(m->g));
+		m->g.k.kvm = m->g.k.vm = m->g.k.vcpu = -1;
+		m->g.size = NGFN * PS_PAGE;
+		m->g.fd = ps_open();
+		m->g.mem = m->g.fd < 0 ? MAP_FAILED : ps_map(m->g.fd, m->g.size, 0);
+		if (m->g.mem == MAP_FAILED)
+			fail("creating a VM: %s", strerror(errno));
+		ps_load_code(m->g.mem + PS_CODE_GPA);
+	}
+	for (g = 0; g < NGFN; g++)
+		m->frame[g] = -1;
+	m->frame[1] = new_frame((struct content){ .kind = C_CODE });
+	m->cow_breaks = 0;
+}
+
+static void vm_destroy(struct mvm *m)
+{
+	int g;
+
+	ps_guest_destroy(&m->g);
+	for (g = 0; g < NGFN; g++)
+		if (m->frame[g] >= 0)
+			drop_sharer(m->frame[g]);
+}
+
+static int pick_gfn(void)
+{
+	return FIRST_GFN + rn(NGFN - FIRST_GFN);
+}
+
+/* A handle for (vm, gfn): usually the current one, sometimes a stale one. */
+static uint64_t pick_handle(struct mvm *m, int gfn)
+{
+	int f = m->frame[gfn];
+
+	if (rn(10) < 8 && f >= 0 && frames[f].handle)
+		return frames[f].handle;
+	if (nhandles && rn(2))
+		return handles[rn(nhandles < MAXHANDLES ? nhandles : MAXHANDLES)];
+	return rnd() | 1;
+}
+
+static void expect(int ret, int want, const char *what)
+{
+	int got = ret ? errno : 0;
+
+	if (got != want)
+		fail("%s: kernel %s, model %s", what, got ? strerror(got) : "success",
+		     want ? strerror(want) : "success");
+}
+
+static void op_nominate(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn(), f = m->frame[gfn];
+	uint64_t h = 0, hash = 0;
+	int ret;
+
+	snprintf(op, sizeof(op), "nominate vm %ld gfn %d", m - vms, gfn);
+	ret = ps_nominate(m->g.fd, gfn, &h, &hash);
+	if (f < 0) {
+		expect(ret, ENODATA, "nominate of a hole");
+		return;
+	}
+	expect(ret, 0, "nominate");
+	if (frames[f].handle) {
+		if (h != frames[f].handle)
+			fail("nominate returned %llu, current handle %llu",
+			     (unsigned long long)h, (unsigned long long)frames[f].handle);
+		return;
+	}
+	note_handle(h);
+	frames[f].handle = h;
+	snprintf(op + strlen(op), sizeof(op) - strlen(op), ": handle %llu",
+		 (unsigned long long)h);
+}
+
+static void op_share(bool physmap)
+{
+	struct mvm *s = &vms[rn(NVM)], *c = &vms[rn(NVM)];
+	int sg = pick_gfn(), cg = pick_gfn();
+	uint64_t sh = pick_handle(s, sg), ch = pick_handle(c, cg);
+	int sf = s->frame[sg], cf = c->frame[cg], v, g, want, ret;
+	bool compare = rn(2);
+
+	snprintf(op, sizeof(op), "%s vm %ld gfn %d -> vm %ld gfn %d%s",
+		 physmap ? "add_to_physmap" : "share", s - vms, sg, c - vms, cg,
+		 compare && !physmap ? " (compare)" : "");
+	if (sf < 0 || !frames[sf].handle || frames[sf].handle != sh)
+		want = ESTALE;
+	else if (physmap)
+		want = cf >= 0 ? EEXIST : 0;
+	else if (cf < 0 || !frames[cf].handle || frames[cf].handle != ch)
+		want = EIDRM;
+	else if (sf != cf && compare && !same_bytes(&frames[sf].c, &frames[cf].c))
+		want = EILSEQ;
+	else
+		want = 0;
+
+	if (physmap)
+		ret = ps_add_to_physmap(s->g.fd, sg, sh, c->g.fd, cg);
+	else
+		ret = ps_share(s->g.fd, sg, sh, c->g.fd, cg, ch,
+			       compare ? PAGESHARE_SHARE_COMPARE : 0);
+	expect(ret, want, op);
+	if (want) {
+		snprintf(op + strlen(op), sizeof(op) - strlen(op), ": %s", strerror(want));
+		return;
+	}
+	if (physmap) {
+		c->frame[cg] = sf;
+		frames[sf].sharers++;
+		return;
+	}
+	if (sf == cf)
+		return;
+	for (v = 0; v < NVM; v++)
+		for (g = 0; g < NGFN; g++)
+			if (vms[v].frame[g] == cf)
+				vms[v].frame[g] = sf;
+	frames[sf].sharers += frames[cf].sharers;
+	frames[cf].used = false;
+}
+
+static void op_unshare(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn(), f = m->frame[gfn];
+
+	snprintf(op, sizeof(op), "unshare vm %ld gfn %d", m - vms, gfn);
+	expect(ps_unshare(m->g.fd, gfn), 0, op);
+	if (f >= 0 && frames[f].handle)
+		model_write(m, gfn, frames[f].c);
+}
+
+static void op_host_write(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn();
+	struct content c = { .kind = C_HOST, .a = rn(4) };	/* few tags: equal pages */
+
+	snprintf(op, sizeof(op), "host write vm %ld gfn %d tag %u", m - vms, gfn, c.a);
+	gen(&c, m->g.mem + gfn * PS_PAGE);
+	model_write(m, gfn, c);
+	check_bytes(m, gfn);
+}
+
+static void op_host_read(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn();
+
+	snprintf(op, sizeof(op), "host read vm %ld gfn %d", m - vms, gfn);
+	if (m->frame[gfn] < 0) {
+		/* First touch by a read: a private zero page. */
+		if (*(volatile uint8_t *)(m->g.mem + gfn * PS_PAGE))
+			fail("a hole read non-zero");
+		m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
+	}
+	check_bytes(m, gfn);
+}
+
+static void op_guest_write(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn();
+	struct content c = { .kind = C_GUEST, .a = gfn, .b = rn(3) };
+
+	snprintf(op, sizeof(op), "guest write vm %ld gfn %d seed %u", m - vms, gfn, c.b);
+	if (ps_guest_fill(&m->g, gfn, 1, c.b))
+		fail("guest: %s", m->g.err);
+	model_write(m, gfn, c);
+	check_bytes(m, gfn);
+}
+
+static void op_guest_read(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn();
+	uint8_t want[PS_PAGE];
+	uint32_t sum;
+
+	snprintf(op, sizeof(op), "guest read vm %ld gfn %d", m - vms, gfn);
+	if (ps_guest_sum(&m->g, gfn, 1, &sum))
+		fail("guest: %s", m->g.err);
+	if (m->frame[gfn] < 0)
+		m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
+	gen(&frames[m->frame[gfn]].c, want);
+	if (sum != ps_host_sum(want, 1))
+		fail("guest read sum %#x, model %#x", sum, ps_host_sum(want, 1));
+}
+
+static void op_query(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn();
+
+	snprintf(op, sizeof(op), "query vm %ld gfn %d", m - vms, gfn);
+	check_query(m, gfn);
+}
+
+static void op_recreate(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+
+	snprintf(op, sizeof(op), "tear down and re-create vm %ld", m - vms);
+	vm_destroy(m);
+	vm_create(m);
+}
+
+static void full_check(void)
+{
+	int v, g;
+
+	for (v = 0; v < NVM; v++) {
+		for (g = FIRST_GFN; g < NGFN; g++) {
+			check_query(&vms[v], g);
+			check_bytes(&vms[v], g);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	long ops = getenv("STRESS_OPS") ? atol(getenv("STRESS_OPS")) : 100000;
+	int opt, audit_errors = 0, r, v;
+	double t0, start = now();
+
+	seed = getenv("STRESS_SEED") ? strtoul(getenv("STRESS_SEED"), NULL, 0) : 1;
+	while ((opt = getopt(argc, argv, "s:n:")) != -1) {
+		if (opt == 's')
+			seed = strtoul(optarg, NULL, 0);
+		else if (opt == 'n')
+			ops = atol(optarg);
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	ksft_print_header();
+	ksft_set_plan(1);
+	if (access(PS_DEV, F_OK))
+		ksft_exit_skip(PS_DEV " is missing: load pageshare.ko\n");
+	have_kvm = !access("/dev/kvm", F_OK) && !getenv("STRESS_NO_KVM");
+	rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
+	ksft_print_msg("stress: seed %lu, %ld operations, %d VMs, %s\n", seed, ops,
+		       NVM, have_kvm ? "KVM guests" : "no KVM: host writes only");
+
+	for (v = 0; v < NVM; v++)
+		vm_create(&vms[v]);
+
+	for (step = 0; step < ops; step++) {
+		r = rn(1000);
+		if (r < 220)
+			op_nominate();
+		else if (r < 420)
+			op_share(false);
+		else if (r < 480)
+			op_share(true);
+		else if (r < 560)
+			op_unshare();
+		else if (r < 800)
+			op_host_write();
+		else if (r < 870)
+			op_host_read();
+		else if (r < 950)
+			op_query();
+		else if (r < 970 && have_kvm) {
+			t0 = now();
+			op_guest_write();
+			t_guest += now() - t0;
+		} else if (r < 990 && have_kvm) {
+			t0 = now();
+			op_guest_read();
+			t_guest += now() - t0;
+		}
+		else if (r >= 997)
+			op_recreate();
+		else
+			op_query();
+
+		memcpy(history[step % 16], op, sizeof(op));
+		t0 = now();
+		check_counters();
+		t_check += now() - t0;
+		t0 = now();
+		r = ps_audit(vms[0].g.fd);
+		t_audit += now() - t0;
+		if (r) {
+			audit_errors += r > 0 ? r : 1;
+			fail("audit: %d", r);
+		}
+		if (step % FULL_CHECK == FULL_CHECK - 1)
+			full_check();
+	}
+	snprintf(op, sizeof(op), "final check");
+	full_check();
+	for (v = 0; v < NVM; v++)
+		vm_destroy(&vms[v]);
+	if (ps_sysfs_read("shared_frames") != 0 || ps_sysfs_read("saved_frames") != 0)
+		fail("frames left after every VM went: %ld shared, %ld saved",
+		     ps_sysfs_read("shared_frames"), ps_sysfs_read("saved_frames"));
+
+	ksft_print_msg("stress: %.1f s: %.1f in audits, %.1f in guests, %.1f in counter checks\n",
+		       now() - start, t_audit, t_guest, t_check);
+	printf("# stress: ops=%ld audit_errors=%d\n", step, audit_errors);
+	ksft_test_result_pass("stress seed %lu: %ld operations, model and audit agree\n",
+			      seed, step);
+	ksft_finished();
+}
