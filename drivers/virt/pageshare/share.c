@@ -343,8 +343,9 @@ static bool ps_pages_differ(struct page *a, struct page *b)
  *
  * Return: 0, also when both gfns are already on one frame; -ENXIO past a
  * VM's size; -ESTALE for a stale source handle; -EIDRM for a stale client
- * handle; -EILSEQ if @compare and the bytes differ; -EMLINK past
- * max_sharers; -ENOMEM. Nothing changes on failure.
+ * handle; -EBUSY if either page is pinned for DMA; -EILSEQ if @compare and
+ * the bytes differ; -EMLINK past max_sharers; -ENOMEM. Nothing changes on
+ * failure.
  */
 int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	     struct ps_vm *cvm, pgoff_t cgfn, u64 chandle, bool compare)
@@ -387,6 +388,16 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	}
 	if (sp == cp)
 		goto out;
+	/*
+	 * A frame pinned for DMA since its nominate (a read-only pin through
+	 * a read-only PTE) must not gain sharers whose writes the device
+	 * would never see.
+	 */
+	if (folio_maybe_dma_pinned(page_folio(sp)) ||
+	    folio_maybe_dma_pinned(page_folio(cp))) {
+		ret = -EBUSY;
+		goto out;
+	}
 	if (compare && ps_pages_differ(sp, cp)) {
 		ret = -EILSEQ;
 		goto out;

@@ -98,7 +98,8 @@ struct pageshare_vm_info {
  * * ``ENXIO``   - a gfn is not below its VM's size.
  * * ``ENODATA`` - nominate: the gfn has no page yet.
  * * ``EBUSY``   - nominate: the page has references beyond its mappings
- *   (a GUP pin, DMA); retry later or leave it.
+ *   (a GUP pin, DMA); share: a page was pinned for DMA since its nominate;
+ *   retry later or leave it.
  * * ``ESTALE``  - share, add_to_physmap: the source handle does not name
  *   the source gfn's current version (it was written, or never had it).
  * * ``EIDRM``   - share: the client handle does not name the client gfn's

@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Races on shared frames: writers (KVM vCPUs, the VMM's own stores) that
+ * never pause while other threads nominate, share and unshare the same
+ * pages; two agents on the same frames; a VMM killed in the middle of a
+ * batch; mappings torn down and made again while sharing; fork of the
+ * VMM. Afterwards no write may be lost, no page may hold another's bytes,
+ * the audit must be clean and, once the VMs are gone, every frame gone.
+ */
+
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "pageshare_util.h"
+
+#define MIB	(1024UL * 1024)
+#define NP	16		/* pages raced on: gfns PS_DATA_GFN.. */
+
+#define REQUIRE_DEVICE() do {						\
+	if (access(PS_DEV, F_OK))					\
+		SKIP(return, PS_DEV " is missing: load pageshare.ko");	\
+} while (0)
+
+static int audit(void)
+{
+	int fd = ps_open(), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = ps_audit(fd);
+	close(fd);
+	return ret;
+}
+
+/* The host's own fill pattern: every u32 of a page is tag + gfn. */
+static void host_fill(unsigned char *page, uint64_t gfn, uint32_t tag)
+{
+	uint32_t *w = (uint32_t *)page;
+	size_t i;
+
+	for (i = 0; i < PS_PAGE / 4; i++)
+		w[i] = tag * 0x10001u + (uint32_t)gfn;
+}
+
+static bool host_filled(const unsigned char *page, uint64_t gfn, uint32_t tag)
+{
+	const uint32_t *w = (const uint32_t *)page;
+	size_t i;
+
+	for (i = 0; i < PS_PAGE / 4; i++)
+		if (w[i] != tag * 0x10001u + (uint32_t)gfn)
+			return false;
+	return true;
+}
+
+/*
+ * One agent: nominate both VMs' pages with hashes and share every pair
+ * whose hashes agree, with the byte compare, in both directions; unshare
+ * a few. Failures from racing writers (stale handles, differing bytes,
+ * busy pages) are expected; anything else is an error.
+ */
+struct agent {
+	int fd[2];
+	atomic_int *stop;
+	int rounds, shared, errors;
+	unsigned int seed;
+};
+
+static bool benign(int err)
+{
+	return err == 0 || err == ESTALE || err == EIDRM || err == EILSEQ ||
+	       err == EBUSY || err == ENODATA;
+}
+
+static void *agent(void *arg)
+{
+	struct agent *a = arg;
+	struct pageshare_nominate n[2][NP];
+	struct pageshare_share s[NP];
+	struct pageshare_unshare u;
+	uint32_t done;
+	int v, i, k;
+
+	while (!atomic_load(a->stop)) {
+		a->rounds++;
+		memset(n, 0, sizeof(n));
+		for (v = 0; v < 2; v++) {
+			for (i = 0; i < NP; i++) {
+				n[v][i].vm = a->fd[v];
+				n[v][i].gfn = PS_DATA_GFN + i;
+				n[v][i].flags = PAGESHARE_NOMINATE_HASH;
+			}
+			if (ps_batch(a->fd[v], PAGESHARE_NOMINATE_BATCH, n[v], NP, &done))
+				a->errors++;
+		}
+		memset(s, 0, sizeof(s));
+		for (i = 0, k = 0; i < NP; i++) {
+			int src = rand_r(&a->seed) & 1;
+
+			if (n[0][i].result || n[1][i].result || n[0][i].hash != n[1][i].hash) {
+				a->errors += !benign(-n[0][i].result) + !benign(-n[1][i].result);
+				continue;
+			}
+			s[k++] = (struct pageshare_share) {
+				.src_vm = a->fd[src], .client_vm = a->fd[!src],
+				.src_gfn = PS_DATA_GFN + i, .client_gfn = PS_DATA_GFN + i,
+				.src_handle = n[src][i].handle,
+				.client_handle = n[!src][i].handle,
+				.flags = PAGESHARE_SHARE_COMPARE,
+			};
+		}
+		if (k && ps_batch(a->fd[0], PAGESHARE_SHARE_BATCH, s, k, &done))
+			a->errors++;
+		for (i = 0; i < k; i++) {
+			a->shared += !s[i].result;
+			a->errors += !benign(-s[i].result);
+		}
+		memset(&u, 0, sizeof(u));
+		u.vm = a->fd[rand_r(&a->seed) & 1];
+		u.gfn = PS_DATA_GFN + rand_r(&a->seed) % NP;
+		if (ps_unshare(u.vm, u.gfn))
+			a->errors++;
+	}
+	return NULL;
+}
+
+FIXTURE(race) {
+	struct ps_guest g[2];
+};
+
+FIXTURE_SETUP(race)
+{
+	int i;
+
+	memset(self->g, 0, sizeof(self->g));
+	for (i = 0; i < 2; i++)
+		self->g[i].fd = self->g[i].k.kvm = self->g[i].k.vm = self->g[i].k.vcpu = -1;
+	REQUIRE_DEVICE();
+}
+
+FIXTURE_TEARDOWN(race)
+{
+	EXPECT_EQ(0, audit());
+	ps_guest_destroy(&self->g[0]);
+	ps_guest_destroy(&self->g[1]);
+	EXPECT_EQ(0, audit());
+}
+
+struct vcpu_writer {
+	struct ps_guest *g;
+	atomic_int *stop;
+	int iterations, last_seed;
+	char err[160];
+};
+
+static void *vcpu_writer(void *arg)
+{
+	struct vcpu_writer *w = arg;
+	int i;
+
+	for (i = 0; i < w->iterations; i++) {
+		/* Two seeds: half the time both VMs hold the same bytes. */
+		w->last_seed = i & 1 ? 0x1111 : 0x2222;
+		if (ps_guest_fill(w->g, PS_DATA_GFN, NP, w->last_seed)) {
+			snprintf(w->err, sizeof(w->err), "%s", w->g->err);
+			break;
+		}
+	}
+	atomic_store(w->stop, 1);
+	return NULL;
+}
+
+/* A KVM guest rewrites its pages without pause while two agents share. */
+TEST_F_TIMEOUT(race, vcpus_write_while_agents_share, 600)
+{
+	atomic_int stop = 0;
+	struct vcpu_writer w = { .g = &self->g[0], .stop = &stop, .iterations = 24 };
+	struct agent a[2];
+	pthread_t tw, ta[2];
+	uint32_t sum;
+	int i;
+
+	if (access("/dev/kvm", F_OK))
+		SKIP(return, "no /dev/kvm");
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, ps_guest_create(&self->g[i], MIB)) TH_LOG("%s", self->g[i].err);
+	/* VM 1 holds fixed bytes, equal to VM 0's every other round. */
+	ASSERT_EQ(0, ps_guest_fill(&self->g[1], PS_DATA_GFN, NP, 0x2222));
+
+	for (i = 0; i < 2; i++)
+		a[i] = (struct agent){ .fd = { self->g[0].fd, self->g[1].fd },
+				       .stop = &stop, .seed = i + 1 };
+	ASSERT_EQ(0, pthread_create(&tw, NULL, vcpu_writer, &w));
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&ta[i], NULL, agent, &a[i]));
+	pthread_join(tw, NULL);
+	for (i = 0; i < 2; i++)
+		pthread_join(ta[i], NULL);
+
+	EXPECT_STREQ("", w.err);
+	for (i = 0; i < 2; i++) {
+		EXPECT_EQ(0, a[i].errors);
+		TH_LOG("agent %d: %d rounds, %d shares", i, a[i].rounds, a[i].shared);
+	}
+	/* The guest's last write is what VM 0 holds; VM 1 never changed. */
+	EXPECT_EQ(0, ps_bad_fill_words(self->g[0].mem + PS_DATA_GFN * PS_PAGE,
+				       PS_DATA_GFN, NP, w.last_seed));
+	EXPECT_EQ(0, ps_bad_fill_words(self->g[1].mem + PS_DATA_GFN * PS_PAGE,
+				       PS_DATA_GFN, NP, 0x2222));
+	ASSERT_EQ(0, ps_guest_sum(&self->g[1], PS_DATA_GFN, NP, &sum));
+	EXPECT_EQ(ps_host_sum(self->g[1].mem + PS_DATA_GFN * PS_PAGE, NP), sum);
+}
+
+/* The same with the VMM's own stores, many more rounds. */
+struct host_writer {
+	unsigned char *mem;
+	atomic_int *stop;
+	int iterations;
+	uint32_t last[NP];
+	unsigned int seed;
+};
+
+static void *host_writer(void *arg)
+{
+	struct host_writer *w = arg;
+	int i, p;
+
+	for (i = 0; i < w->iterations; i++) {
+		p = rand_r(&w->seed) % NP;
+		w->last[p] = rand_r(&w->seed) % 3;
+		host_fill(w->mem + (PS_DATA_GFN + p) * PS_PAGE, PS_DATA_GFN + p, w->last[p]);
+	}
+	atomic_store(w->stop, 1);
+	return NULL;
+}
+
+TEST_F_TIMEOUT(race, vmm_writes_while_agents_share, 600)
+{
+	struct host_writer w[2];
+	atomic_int stop = 0;
+	struct agent a[2];
+	pthread_t tw[2], ta[2];
+	int i, p;
+
+	for (i = 0; i < 2; i++) {
+		self->g[i].fd = ps_open();
+		ASSERT_LE(0, self->g[i].fd);
+		self->g[i].size = MIB;
+		self->g[i].mem = ps_map(self->g[i].fd, MIB, 0);
+		ASSERT_NE(MAP_FAILED, self->g[i].mem);
+		self->g[i].k.kvm = self->g[i].k.vm = self->g[i].k.vcpu = -1;
+		w[i] = (struct host_writer){ .mem = self->g[i].mem, .stop = &stop,
+					     .iterations = 20000, .seed = 7 + i };
+		for (p = 0; p < NP; p++)
+			host_fill(self->g[i].mem + (PS_DATA_GFN + p) * PS_PAGE,
+				  PS_DATA_GFN + p, 0);
+	}
+	for (i = 0; i < 2; i++)
+		a[i] = (struct agent){ .fd = { self->g[0].fd, self->g[1].fd },
+				       .stop = &stop, .seed = 3 + i };
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, pthread_create(&tw[i], NULL, host_writer, &w[i]));
+		ASSERT_EQ(0, pthread_create(&ta[i], NULL, agent, &a[i]));
+	}
+	for (i = 0; i < 2; i++) {
+		pthread_join(tw[i], NULL);
+		pthread_join(ta[i], NULL);
+	}
+	for (i = 0; i < 2; i++) {
+		EXPECT_EQ(0, a[i].errors);
+		TH_LOG("agent %d: %d rounds, %d shares", i, a[i].rounds, a[i].shared);
+		for (p = 0; p < NP; p++)
+			EXPECT_TRUE(host_filled(self->g[i].mem + (PS_DATA_GFN + p) * PS_PAGE,
+						PS_DATA_GFN + p, w[i].last[p]))
+				TH_LOG("vm %d page %d lost its last write", i, p);
+	}
+}
+
+/* The VMM dies by SIGKILL in the middle of a batch of a million entries. */
+TEST(sigkill_mid_batch)
+{
+	long frames = ps_sysfs_read("shared_frames");
+	long vms = ps_sysfs_read("vms");
+	int status, i;
+	pid_t pid;
+
+	REQUIRE_DEVICE();
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		static struct pageshare_nominate n[1 << 16];
+		unsigned char *mem;
+		int fd = ps_open();
+
+		mem = ps_map(fd, 16 * MIB, 0);
+		for (i = 0; i < 4096; i++)
+			mem[i * PS_PAGE] = i & 7;
+		for (i = 0; i < (1 << 16); i++) {
+			n[i].vm = fd;
+			n[i].gfn = i % 4096;
+		}
+		for (;;)
+			ps_batch(fd, PAGESHARE_NOMINATE_BATCH, n, 1 << 16, NULL);
+	}
+	usleep(300 * 1000);
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFSIGNALED(status));
+	EXPECT_EQ(0, audit());
+	EXPECT_EQ(vms, ps_sysfs_read("vms"));
+	EXPECT_EQ(frames, ps_sysfs_read("shared_frames"));
+}
+
+/* Mappings go and come back while another thread shares their pages. */
+struct remapper {
+	int fd;
+	atomic_int *stop;
+	int rounds;
+};
+
+static void *remapper(void *arg)
+{
+	struct remapper *r = arg;
+	unsigned char *p;
+
+	while (!atomic_load(r->stop)) {
+		p = ps_map(r->fd, MIB, 0);
+		if (p == MAP_FAILED)
+			continue;
+		p[(PS_DATA_GFN + r->rounds % NP) * PS_PAGE] ^= 1;
+		munmap(p, MIB);
+		r->rounds++;
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(race, munmap_and_mmap_while_sharing, 600)
+{
+	atomic_int stop = 0;
+	struct remapper r[2];
+	struct agent a;
+	pthread_t tr[2], ta;
+	int i, p;
+
+	for (i = 0; i < 2; i++) {
+		self->g[i].fd = ps_open();
+		ASSERT_LE(0, self->g[i].fd);
+		ASSERT_EQ(0, ps_set_size(self->g[i].fd, MIB));
+		self->g[i].k.kvm = self->g[i].k.vm = self->g[i].k.vcpu = -1;
+		self->g[i].mem = ps_map(self->g[i].fd, MIB, 0);
+		self->g[i].size = MIB;
+		ASSERT_NE(MAP_FAILED, self->g[i].mem);
+		for (p = 0; p < NP; p++)
+			self->g[i].mem[(PS_DATA_GFN + p) * PS_PAGE] = 0;
+		r[i] = (struct remapper){ .fd = self->g[i].fd, .stop = &stop };
+	}
+	a = (struct agent){ .fd = { self->g[0].fd, self->g[1].fd }, .stop = &stop, .seed = 9 };
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&tr[i], NULL, remapper, &r[i]));
+	ASSERT_EQ(0, pthread_create(&ta, NULL, agent, &a));
+	usleep(2 * 1000 * 1000);
+	atomic_store(&stop, 1);
+	for (i = 0; i < 2; i++)
+		pthread_join(tr[i], NULL);
+	pthread_join(ta, NULL);
+	EXPECT_EQ(0, a.errors);
+	TH_LOG("%d + %d remaps, %d agent rounds, %d shares", r[0].rounds, r[1].rounds,
+	       a.rounds, a.shared);
+}
+
+/* A forked VMM's child writes guest memory: it is the VM's gfn it writes. */
+TEST(fork_of_the_vmm)
+{
+	unsigned char *a, *b;
+	int fa, fb, status;
+	uint64_t ha, hb;
+	pid_t pid;
+
+	REQUIRE_DEVICE();
+	fa = ps_open();
+	fb = ps_open();
+	a = ps_map(fa, MIB, 0);
+	b = ps_map(fb, MIB, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	ASSERT_NE(MAP_FAILED, b);
+	memset(a + 5 * PS_PAGE, 0x3c, PS_PAGE);
+	memset(b + 5 * PS_PAGE, 0x3c, PS_PAGE);
+	ASSERT_EQ(0, ps_nominate(fa, 5, &ha, NULL));
+	ASSERT_EQ(0, ps_nominate(fb, 5, &hb, NULL));
+	ASSERT_EQ(0, ps_share(fa, 5, ha, fb, 5, hb, PAGESHARE_SHARE_COMPARE));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		a[5 * PS_PAGE + 1] = 0x42;	/* the child's store breaks the share */
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0x42, a[5 * PS_PAGE + 1]);
+	EXPECT_EQ(0x3c, b[5 * PS_PAGE + 1]);
+	EXPECT_EQ(0, audit());
+	munmap(a, MIB);
+	munmap(b, MIB);
+	close(fa);
+	close(fb);
+	EXPECT_EQ(0, audit());
+}
+
+TEST_HARNESS_MAIN
