@@ -16,12 +16,6 @@
 
 #define MIB (1024UL * 1024)
 
-/* The runner loads the module first; a bare run without it skips. */
-#define REQUIRE_DEVICE() do {						\
-	if (access(PS_DEV, F_OK))					\
-		SKIP(return, PS_DEV " is missing: load pageshare.ko");	\
-} while (0)
-
 static bool all_bytes(const void *p, int byte, size_t len)
 {
 	const unsigned char *c = p;

@@ -126,6 +126,24 @@ static inline int ps_audit(int fd)
 	return ioctl(fd, PAGESHARE_AUDIT);
 }
 
+/* The audit, through a descriptor of its own: inconsistencies, or -1. */
+static inline int ps_audit_all(void)
+{
+	int fd = ps_open(), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = ps_audit(fd);
+	close(fd);
+	return ret;
+}
+
+/* For kselftest_harness tests: the runner loads the module first. */
+#define REQUIRE_DEVICE() do {						\
+	if (access(PS_DEV, F_OK))					\
+		SKIP(return, PS_DEV " is missing: load pageshare.ko");	\
+} while (0)
+
 static inline int ps_batch(int fd, unsigned long cmd, void *entries,
 			   uint32_t count, uint32_t *done)
 {

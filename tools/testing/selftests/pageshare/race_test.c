@@ -20,22 +20,6 @@
 #define MIB	(1024UL * 1024)
 #define NP	16		/* pages raced on: gfns PS_DATA_GFN.. */
 
-#define REQUIRE_DEVICE() do {						\
-	if (access(PS_DEV, F_OK))					\
-		SKIP(return, PS_DEV " is missing: load pageshare.ko");	\
-} while (0)
-
-static int audit(void)
-{
-	int fd = ps_open(), ret;
-
-	if (fd < 0)
-		return -1;
-	ret = ps_audit(fd);
-	close(fd);
-	return ret;
-}
-
 /* The host's own fill pattern: every u32 of a page is tag + gfn. */
 static void host_fill(unsigned char *page, uint64_t gfn, uint32_t tag)
 {
@@ -144,10 +128,10 @@ FIXTURE_SETUP(race)
 
 FIXTURE_TEARDOWN(race)
 {
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 	ps_guest_destroy(&self->g[0]);
 	ps_guest_destroy(&self->g[1]);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 struct vcpu_writer {
@@ -310,7 +294,7 @@ TEST(sigkill_mid_batch)
 	kill(pid, SIGKILL);
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_TRUE(WIFSIGNALED(status));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 	EXPECT_EQ(vms, ps_sysfs_read("vms"));
 	EXPECT_EQ(frames, ps_sysfs_read("shared_frames"));
 }
@@ -402,12 +386,12 @@ TEST(fork_of_the_vmm)
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_EQ(0x42, a[5 * PS_PAGE + 1]);
 	EXPECT_EQ(0x3c, b[5 * PS_PAGE + 1]);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 	munmap(a, MIB);
 	munmap(b, MIB);
 	close(fa);
 	close(fb);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_HARNESS_MAIN

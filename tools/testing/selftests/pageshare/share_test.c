@@ -17,28 +17,11 @@
 #define MIB		(1024UL * 1024)
 #define NPAGES		32	/* data pages each guest fills and shares */
 
-#define REQUIRE_DEVICE() do {						\
-	if (access(PS_DEV, F_OK))					\
-		SKIP(return, PS_DEV " is missing: load pageshare.ko");	\
-} while (0)
-
 #define REQUIRE_KVM() do {						\
 	REQUIRE_DEVICE();						\
 	if (access("/dev/kvm", F_OK))					\
 		SKIP(return, "no /dev/kvm");				\
 } while (0)
-
-/* Audit through any pageshare fd; the count of inconsistencies. */
-static int audit(void)
-{
-	int fd = ps_open(), ret;
-
-	if (fd < 0)
-		return -1;
-	ret = ps_audit(fd);
-	close(fd);
-	return ret;
-}
 
 static long global(const char *name)
 {
@@ -118,7 +101,7 @@ FIXTURE_SETUP(guests)
 	self->shared0 = global("shared_frames");
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(0, ps_guest_create(&self->g[i], MIB)) TH_LOG("%s", self->g[i].err);
-	ASSERT_EQ(0, audit());
+	ASSERT_EQ(0, ps_audit_all());
 }
 
 FIXTURE_TEARDOWN(guests)
@@ -126,13 +109,13 @@ FIXTURE_TEARDOWN(guests)
 	int i;
 
 	if (self->g[0].fd >= 0 || self->g[1].fd >= 0)
-		EXPECT_EQ(0, audit());
+		EXPECT_EQ(0, ps_audit_all());
 	for (i = 0; i < 3; i++)
 		ps_guest_destroy(&self->g[i]);
 	/* Every frame went with the last VM that mapped it. */
 	EXPECT_EQ(self->saved0, global("saved_frames"));
 	EXPECT_EQ(self->shared0, global("shared_frames"));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 #define FILL(i, gfn, n, seed) \
@@ -182,7 +165,7 @@ TEST_F_TIMEOUT(guests, guests_read_shared_contents, 300)
 	EXPECT_EQ(s0, s1);
 	EXPECT_EQ(ps_host_sum(MEM(1, PS_DATA_GFN), NPAGES), s1);
 	EXPECT_EQ(0, ps_bad_fill_words(MEM(1, PS_DATA_GFN), PS_DATA_GFN, NPAGES, 0x1234));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, guest_write_breaks_only_its_copy, 300)
@@ -216,7 +199,7 @@ TEST_F_TIMEOUT(guests, guest_write_breaks_only_its_copy, 300)
 	EXPECT_EQ(PAGESHARE_STATE_PRIVATE, q.state);
 	EXPECT_EQ(0, ps_bad_fill_words(MEM(0, PS_DATA_GFN + 5), PS_DATA_GFN + 5, 1, 0x9999));
 	EXPECT_EQ(self->saved0 + NPAGES - 1, global("saved_frames"));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, guest_write_makes_handles_stale, 300)
@@ -241,7 +224,7 @@ TEST_F_TIMEOUT(guests, guest_write_makes_handles_stale, 300)
 			       PS_DATA_GFN, hb, 0));
 	EXPECT_EQ(EIDRM, errno);
 	EXPECT_EQ(1, sharers(self->g[0].fd, PS_DATA_GFN));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, vmm_write_makes_handles_stale_and_breaks_sharing, 300)
@@ -285,7 +268,7 @@ TEST_F_TIMEOUT(guests, vmm_write_makes_handles_stale_and_breaks_sharing, 300)
 	EXPECT_EQ(0x5a, MEM(0, PS_DATA_GFN + 1)[9]);
 	EXPECT_EQ(0, ps_bad_fill_words(MEM(1, PS_DATA_GFN + 1), PS_DATA_GFN + 1, 1, 3));
 	EXPECT_EQ(1, sharers(self->g[1].fd, PS_DATA_GFN + 1));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, three_vms_coalesce_onto_one_frame, 300)
@@ -320,7 +303,7 @@ TEST_F_TIMEOUT(guests, three_vms_coalesce_onto_one_frame, 300)
 	EXPECT_EQ(2, sharers(self->g[0].fd, PS_DATA_GFN + 2));
 	SUM(0, PS_DATA_GFN, 4, &s[1]);
 	EXPECT_EQ(s[0], s[1]);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, add_to_physmap_into_a_hole, 300)
@@ -346,7 +329,7 @@ TEST_F_TIMEOUT(guests, add_to_physmap_into_a_hole, 300)
 	/* And writes its own copy. */
 	FILL(1, hole, 1, 1);
 	EXPECT_EQ(0, ps_bad_fill_words(MEM(0, PS_DATA_GFN), PS_DATA_GFN, 1, 0xabcd));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, compare_flag_refuses_different_bytes, 300)
@@ -362,7 +345,7 @@ TEST_F_TIMEOUT(guests, compare_flag_refuses_different_bytes, 300)
 			       PS_DATA_GFN, hb, PAGESHARE_SHARE_COMPARE));
 	EXPECT_EQ(EILSEQ, errno);
 	EXPECT_EQ(1, sharers(self->g[1].fd, PS_DATA_GFN));
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 
 	/*
 	 * Without the flag the kernel trusts the caller, as Xen does. Guest 1
@@ -376,7 +359,7 @@ TEST_F_TIMEOUT(guests, compare_flag_refuses_different_bytes, 300)
 			      PS_DATA_GFN, hb, 0));
 	SUM(1, PS_DATA_GFN, 1, &sum);
 	EXPECT_EQ(ps_host_sum(MEM(0, PS_DATA_GFN), 1), sum);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F_TIMEOUT(guests, teardown_of_one_vm_while_shared, 300)
@@ -389,7 +372,7 @@ TEST_F_TIMEOUT(guests, teardown_of_one_vm_while_shared, 300)
 
 	/* VM 0 goes away entirely: KVM VM, mapping and file. */
 	ps_guest_destroy(&self->g[0]);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 	EXPECT_EQ(1, sharers(self->g[1].fd, PS_DATA_GFN));
 	ASSERT_EQ(0, ps_stats(self->g[1].fd, &st));
 	EXPECT_EQ(NPAGES, st.nominated_gfns);
@@ -399,7 +382,7 @@ TEST_F_TIMEOUT(guests, teardown_of_one_vm_while_shared, 300)
 	EXPECT_EQ(before, after);
 	EXPECT_EQ(0, ps_bad_fill_words(MEM(1, PS_DATA_GFN), PS_DATA_GFN, NPAGES, 0x600d));
 	FILL(1, PS_DATA_GFN, NPAGES, 0x600e);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 /* The uapi, without guests. */
@@ -429,12 +412,12 @@ FIXTURE_TEARDOWN(vm2)
 {
 	if (self->a < 0)
 		return;
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 	munmap(self->ma, MIB);
 	munmap(self->mb, MIB);
 	close(self->a);
 	close(self->b);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_F(vm2, nominate_errors)
@@ -660,7 +643,7 @@ TEST_F(vm2, cow_out_of_memory)
 	/* Nothing changed: still shared, same bytes, audit clean. */
 	EXPECT_EQ(2, sharers(self->b, 8));
 	EXPECT_EQ(0x11, self->mb[8 * PS_PAGE + 3]);
-	EXPECT_EQ(0, audit());
+	EXPECT_EQ(0, ps_audit_all());
 
 	/* With memory again, the same write goes through. */
 	ASSERT_EQ(1, process_vm_writev(getpid(), &local, 1, &remote, 1, 0));
