@@ -309,9 +309,9 @@ TEST(bytes_agree_across_mappings)
 	ASSERT_NE(MAP_FAILED, a);
 	ASSERT_NE(MAP_FAILED, b);
 
-	strcpy((char *)a + MIB / 2 + 100, "through a");
+	memcpy((char *)a + MIB / 2 + 100, "through a", 10);
 	EXPECT_STREQ("through a", (char *)b + 100);
-	strcpy((char *)b + 3 * PS_PAGE, "through b");
+	memcpy((char *)b + 3 * PS_PAGE, "through b", 10);
 	EXPECT_STREQ("through b", (char *)a + MIB / 2 + 3 * PS_PAGE);
 
 	/* Through GUP, the way KVM and vhost reach guest memory. */
@@ -352,7 +352,7 @@ TEST(read_only_shared_mapping)
 
 TEST(fork_shares_the_mapping)
 {
-	volatile unsigned char *p;
+	unsigned char *p;
 	int fd, status;
 	pid_t pid;
 
@@ -372,7 +372,7 @@ TEST(fork_shares_the_mapping)
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_EQ(2, p[0]);
 	EXPECT_EQ(3, p[PS_PAGE * 9]);
-	munmap((void *)p, MIB);
+	munmap(p, MIB);
 	close(fd);
 }
 

@@ -179,40 +179,40 @@ extern const uint8_t ps_code_fill[], ps_code_fill_end[];
 extern const uint8_t ps_code_sum[], ps_code_sum_end[];
 
 asm(".pushsection .rodata\n"
-    ".code16\n"
-    "ps_code_fill:\n"
-    "1:	movw %bx, %es\n"
-    "	movw %bx, %ax\n"
-    "	shrw $8, %ax\n"
-    "	xorw %si, %ax\n"
-    "	xorw %di, %di\n"
-    "	movw $2048, %cx\n"
-    "	cld\n"
-    "	rep stosw\n"
-    "	addw $0x100, %bx\n"
-    "	decw %dx\n"
-    "	jnz 1b\n"
-    "	outb %al, $0x10\n"
-    "	hlt\n"
-    "ps_code_fill_end:\n"
-    "ps_code_sum:\n"
-    "	xorl %edi, %edi\n"
-    "1:	movw %bx, %es\n"
-    "	xorw %si, %si\n"
-    "	movw $2048, %cx\n"
-    "2:	movzwl %es:(%si), %eax\n"
-    "	addl %eax, %edi\n"
-    "	addw $2, %si\n"
-    "	loop 2b\n"
-    "	addw $0x100, %bx\n"
-    "	decw %dx\n"
-    "	jnz 1b\n"
-    "	movl %edi, %eax\n"
-    "	outl %eax, $0x11\n"
-    "	hlt\n"
-    "ps_code_sum_end:\n"
-    ".code64\n"
-    ".popsection\n");
+	".code16\n"
+	"ps_code_fill:\n"
+	"1:	movw %bx, %es\n"
+	"	movw %bx, %ax\n"
+	"	shrw $8, %ax\n"
+	"	xorw %si, %ax\n"
+	"	xorw %di, %di\n"
+	"	movw $2048, %cx\n"
+	"	cld\n"
+	"	rep stosw\n"
+	"	addw $0x100, %bx\n"
+	"	decw %dx\n"
+	"	jnz 1b\n"
+	"	outb %al, $0x10\n"
+	"	hlt\n"
+	"ps_code_fill_end:\n"
+	"ps_code_sum:\n"
+	"	xorl %edi, %edi\n"
+	"1:	movw %bx, %es\n"
+	"	xorw %si, %si\n"
+	"	movw $2048, %cx\n"
+	"2:	movzwl %es:(%si), %eax\n"
+	"	addl %eax, %edi\n"
+	"	addw $2, %si\n"
+	"	loop 2b\n"
+	"	addw $0x100, %bx\n"
+	"	decw %dx\n"
+	"	jnz 1b\n"
+	"	movl %edi, %eax\n"
+	"	outl %eax, $0x11\n"
+	"	hlt\n"
+	"ps_code_sum_end:\n"
+	".code64\n"
+	".popsection\n");
 
 /* What ps_code_fill leaves in a page, as the host computes it. */
 static inline uint16_t ps_fill_word(uint64_t gfn, uint16_t seed)
@@ -273,7 +273,8 @@ struct ps_kvm {
 static inline int ps_kvm_create(struct ps_kvm *k)
 {
 	memset(k, 0, sizeof(*k));
-	k->vm = k->vcpu = -1;
+	k->vm = -1;
+	k->vcpu = -1;
 	k->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (k->kvm < 0)
 		return -1;
@@ -384,7 +385,9 @@ static inline void ps_kvm_destroy(struct ps_kvm *k)
 	if (k->kvm >= 0)
 		close(k->kvm);
 	k->run = NULL;
-	k->kvm = k->vm = k->vcpu = -1;
+	k->kvm = -1;
+	k->vm = -1;
+	k->vcpu = -1;
 }
 
 /*
@@ -403,7 +406,9 @@ struct ps_guest {
 static inline int ps_guest_create(struct ps_guest *g, size_t size)
 {
 	memset(g, 0, sizeof(*g));
-	g->k.kvm = g->k.vm = g->k.vcpu = -1;
+	g->k.kvm = -1;
+	g->k.vm = -1;
+	g->k.vcpu = -1;
 	g->size = size;
 	g->fd = ps_open();
 	if (g->fd < 0 || ps_set_size(g->fd, size))

@@ -121,8 +121,12 @@ FIXTURE_SETUP(race)
 	int i;
 
 	memset(self->g, 0, sizeof(self->g));
-	for (i = 0; i < 2; i++)
-		self->g[i].fd = self->g[i].k.kvm = self->g[i].k.vm = self->g[i].k.vcpu = -1;
+	for (i = 0; i < 2; i++) {
+		self->g[i].fd = -1;
+		self->g[i].k.kvm = -1;
+		self->g[i].k.vm = -1;
+		self->g[i].k.vcpu = -1;
+	}
 	REQUIRE_DEVICE();
 }
 
@@ -236,7 +240,9 @@ TEST_F_TIMEOUT(race, vmm_writes_while_agents_share, 600)
 		self->g[i].size = MIB;
 		self->g[i].mem = ps_map(self->g[i].fd, MIB, 0);
 		ASSERT_NE(MAP_FAILED, self->g[i].mem);
-		self->g[i].k.kvm = self->g[i].k.vm = self->g[i].k.vcpu = -1;
+		self->g[i].k.kvm = -1;
+		self->g[i].k.vm = -1;
+		self->g[i].k.vcpu = -1;
 		w[i] = (struct host_writer){ .mem = self->g[i].mem, .stop = &stop,
 					     .iterations = 20000, .seed = 7 + i };
 		for (p = 0; p < NP; p++)
@@ -334,7 +340,9 @@ TEST_F_TIMEOUT(race, munmap_and_mmap_while_sharing, 600)
 		self->g[i].fd = ps_open();
 		ASSERT_LE(0, self->g[i].fd);
 		ASSERT_EQ(0, ps_set_size(self->g[i].fd, MIB));
-		self->g[i].k.kvm = self->g[i].k.vm = self->g[i].k.vcpu = -1;
+		self->g[i].k.kvm = -1;
+		self->g[i].k.vm = -1;
+		self->g[i].k.vcpu = -1;
 		self->g[i].mem = ps_map(self->g[i].fd, MIB, 0);
 		self->g[i].size = MIB;
 		ASSERT_NE(MAP_FAILED, self->g[i].mem);

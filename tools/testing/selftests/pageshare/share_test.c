@@ -118,10 +118,15 @@ FIXTURE_TEARDOWN(guests)
 	EXPECT_EQ(0, ps_audit_all());
 }
 
-#define FILL(i, gfn, n, seed) \
-	ASSERT_EQ(0, ps_guest_fill(&self->g[i], gfn, n, seed)) TH_LOG("%s", self->g[i].err)
-#define SUM(i, gfn, n, out) \
-	ASSERT_EQ(0, ps_guest_sum(&self->g[i], gfn, n, out)) TH_LOG("%s", self->g[i].err)
+/* Guest i fills or sums pages; the test stops if KVM_RUN fails. */
+#define FILL(i, gfn, n, seed) do {					\
+	struct ps_guest *g_ = &self->g[i];				\
+	ASSERT_EQ(0, ps_guest_fill(g_, gfn, n, seed)) TH_LOG("%s", g_->err); \
+} while (0)
+#define SUM(i, gfn, n, out) do {					\
+	struct ps_guest *g_ = &self->g[i];				\
+	ASSERT_EQ(0, ps_guest_sum(g_, gfn, n, out)) TH_LOG("%s", g_->err); \
+} while (0)
 #define MEM(i, gfn) (self->g[i].mem + (gfn) * PS_PAGE)
 
 /* Guests 0 and 1 write the same bytes; the host shares them. */
@@ -394,7 +399,8 @@ FIXTURE(vm2) {
 
 FIXTURE_SETUP(vm2)
 {
-	self->a = self->b = -1;
+	self->a = -1;
+	self->b = -1;
 	REQUIRE_DEVICE();
 	self->a = ps_open();
 	self->b = ps_open();
@@ -538,7 +544,8 @@ TEST_F(vm2, batches)
 		n[i].gfn = i % 32;
 	}
 	n[60].gfn = 200;			/* a hole */
-	n[61].gfn = n[62].gfn = 17;		/* the same gfn twice */
+	n[61].gfn = 17;				/* the same gfn twice */
+	n[62].gfn = 17;
 	ASSERT_EQ(0, ps_batch(self->a, PAGESHARE_NOMINATE_BATCH, n, 64, &done));
 	EXPECT_EQ(64, done);
 	for (i = 0; i < 64; i++)

@@ -269,7 +269,9 @@ static void vm_create(struct mvm *m)
 			fail("creating a VM: %s", m->g.err);
 	} else {
 		memset(&m->g, 0, sizeof(m->g));
-		m->g.k.kvm = m->g.k.vm = m->g.k.vcpu = -1;
+		m->g.k.kvm = -1;
+		m->g.k.vm = -1;
+		m->g.k.vcpu = -1;
 		m->g.size = NGFN * PS_PAGE;
 		m->g.fd = ps_open();
 		m->g.mem = m->g.fd < 0 ? MAP_FAILED : ps_map(m->g.fd, m->g.size, 0);
@@ -423,7 +425,7 @@ static void op_host_read(void)
 	snprintf(op, sizeof(op), "host read vm %ld gfn %d", m - vms, gfn);
 	if (m->frame[gfn] < 0) {
 		/* First touch by a read: a private zero page. */
-		if (*(volatile uint8_t *)(m->g.mem + gfn * PS_PAGE))
+		if (m->g.mem[gfn * PS_PAGE])
 			fail("a hole read non-zero");
 		m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
 	}
@@ -458,6 +460,17 @@ static void op_guest_read(void)
 	gen(&frames[m->frame[gfn]].c, want);
 	if (sum != ps_host_sum(want, 1))
 		fail("guest read sum %#x, model %#x", sum, ps_host_sum(want, 1));
+}
+
+static void op_guest(bool write)
+{
+	double t0 = now();
+
+	if (write)
+		op_guest_write();
+	else
+		op_guest_read();
+	t_guest += now() - t0;
 }
 
 static void op_query(void)
@@ -532,15 +545,8 @@ int main(int argc, char **argv)
 			op_host_read();
 		else if (r < 950)
 			op_query();
-		else if (r < 970 && have_kvm) {
-			t0 = now();
-			op_guest_write();
-			t_guest += now() - t0;
-		} else if (r < 990 && have_kvm) {
-			t0 = now();
-			op_guest_read();
-			t_guest += now() - t0;
-		}
+		else if (r < 990 && have_kvm)
+			op_guest(r < 970);
 		else if (r >= 997)
 			op_recreate();
 		else
