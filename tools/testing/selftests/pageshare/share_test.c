@@ -596,32 +596,65 @@ static int write_file(const char *path, const char *val)
 	return ret;
 }
 
+/* The address range of pageshare.ko's code, or -1. */
+static int module_text(unsigned long *start, unsigned long *end)
+{
+	char line[256], name[64];
+	unsigned long size;
+	FILE *f;
+	int ok = 0;
+
+	f = fopen("/sys/module/pageshare/sections/.text", "r");
+	if (!f)
+		return -1;
+	ok = fscanf(f, "%lx", start) == 1;
+	fclose(f);
+	f = fopen("/proc/modules", "r");
+	if (!f || !ok || !*start)
+		return f ? fclose(f), -1 : -1;
+	ok = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %lu", name, &size) == 2 && !strcmp(name, "pageshare"))
+			ok = 1;
+	fclose(f);
+	*end = *start + size;
+	return ok ? 0 : -1;
+}
+
 /*
  * A write to a shared page needs a new page. When there is none, the
- * writer gets a clean error and nothing changes: fail_page_alloc fails the
- * one allocation of this task that the copy makes.
+ * writer gets a clean error and nothing changes. fail_page_alloc, aimed at
+ * this task and at allocations made from the module's code (its stack
+ * trace filter), fails exactly the copy.
  */
 TEST_F(vm2, cow_out_of_memory)
 {
 	const char *fpa = "/sys/kernel/debug/fail_page_alloc/";
+	unsigned long start, end;
 	struct iovec local, remote;
-	char path[128], byte = 0x77;
+	char path[128], val[32], byte = 0x77;
 	uint64_t ha, hb;
 	ssize_t n;
 	int err;
 
-	snprintf(path, sizeof(path), "%sprobability", fpa);
+	snprintf(path, sizeof(path), "%srequire-start", fpa);
 	if (access(path, W_OK))
-		SKIP(return, "no fail_page_alloc in debugfs");
+		SKIP(return, "no fail_page_alloc with a stack trace filter in debugfs");
+	ASSERT_EQ(0, module_text(&start, &end));
 
 	ASSERT_EQ(0, ps_nominate(self->a, 8, &ha, NULL));
 	ASSERT_EQ(0, ps_nominate(self->b, 8, &hb, NULL));
 	ASSERT_EQ(0, ps_share(self->a, 8, ha, self->b, 8, hb, 0));
 
-#define FPA(name, val) do {						\
+#define FPA(name, v) do {						\
 	snprintf(path, sizeof(path), "%s%s", fpa, name);		\
-	ASSERT_EQ(0, write_file(path, val)) TH_LOG("%s", path);		\
+	ASSERT_EQ(0, write_file(path, v)) TH_LOG("%s", path);		\
 } while (0)
+	snprintf(val, sizeof(val), "%#lx", start);
+	FPA("require-start", val);
+	snprintf(val, sizeof(val), "%#lx", end);
+	FPA("require-end", val);
+	FPA("stacktrace-depth", "32");
 	FPA("task-filter", "Y");
 	FPA("ignore-gfp-highmem", "N");
 	FPA("ignore-gfp-wait", "N");
@@ -643,6 +676,8 @@ TEST_F(vm2, cow_out_of_memory)
 	FPA("probability", "0");
 	FPA("times", "0");
 	FPA("task-filter", "N");
+	FPA("require-start", "0");
+	FPA("require-end", "0xffffffffffffffff");
 #undef FPA
 
 	EXPECT_EQ(-1, n);
