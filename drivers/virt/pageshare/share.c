@@ -571,25 +571,18 @@ int ps_unshare(struct ps_vm *vm, pgoff_t gfn)
 {
 	struct page *page;
 	bool shared;
-	int ret;
+	int ret = 0;
 
 	if (!ps_gfn_valid(vm, gfn))
 		return -ENXIO;
 
 	ps_ops_begin();
-	do {
-		page = ps_vm_lookup(vm, gfn, &shared);
-		if (!page || !shared) {
-			ret = 0;
-			break;
-		}
-		folio_lock(page_folio(page));
-		ret = ps_unshare_locked(vm, gfn, page);
-		folio_unlock(page_folio(page));
-		put_page(page);
-	} while (ret == -EAGAIN);
-	if (page && !shared)
-		put_page(page);
+	/* Locked and checked: the entry cannot change under us, no -EAGAIN. */
+	if (!ps_lock_gfn(vm, gfn, &page, &shared)) {
+		if (shared)
+			ret = ps_unshare_locked(vm, gfn, page);
+		ps_unlock_gfns(page, NULL);
+	}
 	ps_ops_end();
 	return ret < 0 ? ret : 0;
 }

@@ -84,7 +84,7 @@ static uint32_t rn(uint32_t n)
 	return rnd() % n;
 }
 
-static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt, ...)
+static __printf(1, 2) __noreturn void fail(const char *fmt, ...)
 {
 	va_list ap;
 
