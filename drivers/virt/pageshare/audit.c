@@ -12,6 +12,8 @@
  *   gfn is the frame (so with the count check, the maps agree both ways);
  * - a frame's sharer count is the number of entries naming it (lowering
  *   max_sharers does not split frames, so it is not checked against that);
+ * - a frame's sharers are all of one VM or all of one share group, and a
+ *   VM with PAGESHARE_POLICY_NO_INTRA_VM has at most one gfn on a frame;
  * - each VM's private, shared and nominated counts match its entries;
  * - the global counts match: VMs, private pages, frames in shared state,
  *   and saved frames = shared gfns - shared frames (Xen's invariant:
@@ -25,6 +27,8 @@
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/xarray.h>
+
+#include <linux/pageshare.h>
 
 #include "pageshare.h"
 
@@ -64,6 +68,7 @@ static int ps_audit_cmp(const void *x, const void *y)
 static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 {
 	long private = 0, shared = 0, nominated = 0;
+	size_t first = a->nshared, i;
 	pgoff_t end = READ_ONCE(vm->size) >> PAGE_SHIFT;
 	XA_STATE(xas, &vm->pages, 0);
 	struct ps_frame *frame;
@@ -118,6 +123,15 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 	if (ret)
 		return ret;
 
+	if (vm->policy & PAGESHARE_POLICY_NO_INTRA_VM) {
+		sort(a->shared + first, a->nshared - first, sizeof(*a->shared),
+		     ps_audit_cmp, NULL);
+		for (i = first + 1; i < a->nshared; i++)
+			if (a->shared[i] == a->shared[i - 1])
+				ps_audit_err(a, "vm %u: no-intra-vm, but two gfns on frame %llu",
+					     vm->id, ps_page_frame(a->shared[i])->handle);
+	}
+
 	if (private != atomic_long_read(&vm->stats.private_pages))
 		ps_audit_err(a, "vm %u: %ld private pages, counted %ld", vm->id,
 			     private, atomic_long_read(&vm->stats.private_pages));
@@ -136,7 +150,7 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 static void ps_audit_frame(struct ps_audit *a, struct page *page, long entries)
 {
 	struct ps_frame *frame = ps_page_frame(page);
-	struct ps_vm *vm;
+	struct ps_vm *vm, *first = NULL;
 	u32 pos = 0, keys = 0;
 	u64 key;
 
@@ -157,6 +171,11 @@ static void ps_audit_frame(struct ps_audit *a, struct page *page, long entries)
 		if (xa_load(&vm->pages, ps_rmap_key_gfn(key)) != ps_shared_entry(page))
 			ps_audit_err(a, "frame %llu: vm %u gfn %lu does not map it",
 				     frame->handle, vm->id, ps_rmap_key_gfn(key));
+		if (!first)
+			first = vm;
+		else if (vm != first && (!vm->group || vm->group != first->group))
+			ps_audit_err(a, "frame %llu: vms %u and %u share it outside a share group",
+				     frame->handle, first->id, vm->id);
 	}
 	if (keys != frame->nr_sharers)
 		ps_audit_err(a, "frame %llu: %u keys in its reverse map, %u sharers",

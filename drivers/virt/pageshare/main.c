@@ -49,6 +49,8 @@ static int ps_open(struct inode *inode, struct file *filp)
 	 */
 	filp->f_mapping = vm->inode->i_mapping;
 	filp->private_data = vm;
+	/* For PAGESHARE_OPEN_VM, which finds the VM in the table. */
+	WRITE_ONCE(vm->file, filp);
 	return 0;
 }
 
@@ -92,6 +94,46 @@ static int ps_ioctl_get_info(struct ps_vm *vm, void __user *argp)
 	if (copy_to_user(argp, &info, sizeof(info)))
 		return -EFAULT;
 	return 0;
+}
+
+static int ps_ioctl_set_policy(struct ps_vm *vm, void __user *argp)
+{
+	struct pageshare_policy p;
+	int ret;
+
+	if (copy_from_user(&p, argp, sizeof(p)))
+		return -EFAULT;
+	ret = ps_set_policy(vm, &p);
+	if (ret)
+		return ret;
+	/* The new group's id: the only output. */
+	if (copy_to_user(argp, &p, sizeof(p)))
+		return -EFAULT;
+	return 0;
+}
+
+static int ps_ioctl_get_policy(struct ps_vm *vm, void __user *argp)
+{
+	struct pageshare_policy p;
+
+	memset(&p, 0, sizeof(p));
+	ps_get_policy(vm, &p);
+	if (copy_to_user(argp, &p, sizeof(p)))
+		return -EFAULT;
+	return 0;
+}
+
+static int ps_ioctl_open_vm(void __user *argp)
+{
+	struct pageshare_open_vm arg;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&arg, argp, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.pad || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	return ps_open_vm(arg.id);
 }
 
 static int ps_ioctl_get_stats(struct ps_vm *vm, void __user *argp)
@@ -278,6 +320,9 @@ static long ps_ioctl_single(void __user *argp, const struct ps_op *op)
 
 	if (copy_from_user(&buf, argp, op->size))
 		return -EFAULT;
+	/* An output that cannot be stored must not follow a change made. */
+	if (op->out && copy_to_user(argp, &buf, op->size))
+		return -EFAULT;
 	ret = op->run(&buf);
 	if (!ret && op->out) {
 		memset((u8 *)&buf + op->result, 0, sizeof(s32));
@@ -314,7 +359,12 @@ static long ps_ioctl_batch(struct pageshare_batch __user *argp,
 		void __user *uentries = u64_to_user_ptr(b.entries) + (size_t)done * op->size;
 
 		n = min_t(u32, PS_BATCH_CHUNK, b.count - done);
-		if (copy_from_user(buf, uentries, (size_t)n * op->size)) {
+		/*
+		 * Results that cannot be stored must not follow changes made:
+		 * entries that are not writable are not run.
+		 */
+		if (copy_from_user(buf, uentries, (size_t)n * op->size) ||
+		    copy_to_user(uentries, buf, (size_t)n * op->size)) {
 			ret = -EFAULT;
 			break;
 		}
@@ -355,6 +405,12 @@ static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 		return ps_ioctl_get_info(vm, argp);
 	case PAGESHARE_GET_STATS:
 		return ps_ioctl_get_stats(vm, argp);
+	case PAGESHARE_SET_POLICY:
+		return ps_ioctl_set_policy(vm, argp);
+	case PAGESHARE_GET_POLICY:
+		return ps_ioctl_get_policy(vm, argp);
+	case PAGESHARE_OPEN_VM:
+		return ps_ioctl_open_vm(argp);
 	case PAGESHARE_NOMINATE:
 		return ps_ioctl_single(argp, &ps_op_nominate_op);
 	case PAGESHARE_SHARE:

@@ -8,6 +8,8 @@
  *   share.c	the sharing engine: frames, handles, nominate, share,
  *		add_to_physmap, unshare (the write path) and release; it
  *		owns the lock order
+ *   policy.c	who may share what: share groups, no-intra-VM sharing,
+ *		and the privileged agent's way to a VM by its id
  *   rmap.c	a frame's reverse map
  *   audit.c	the invariant walk
  *   stats.c	counters, sysfs and fdinfo
@@ -27,9 +29,11 @@
 #include <linux/types.h>
 #include <linux/xarray.h>
 
+struct file;
 struct inode;
 struct mem_cgroup;
 struct page;
+struct pageshare_policy;
 struct pageshare_stats;
 struct pageshare_vm_info;
 struct seq_file;
@@ -69,6 +73,11 @@ struct ps_vm_stats {
  * @pid:	Thread-group id of the opener.
  * @uid:	Effective uid of the opener.
  * @id:		Index in the table of VMs; never 0.
+ * @policy:	PAGESHARE_POLICY_NO_INTRA_VM or 0.
+ * @group:	Share group, 0 for none. With @policy, changes only under
+ *		ps_ops_freeze(), so a sharing operation reads both once.
+ * @file:	The file of the open() that created the VM, without a
+ *		reference: it is valid while the VM is in the table of VMs.
  */
 struct ps_vm {
 	struct inode *inode;
@@ -82,6 +91,9 @@ struct ps_vm {
 	pid_t pid;
 	kuid_t uid;
 	u32 id;
+	u32 policy;
+	u64 group;
+	struct file *file;
 };
 
 /**
@@ -210,6 +222,14 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page);
 int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 	     u32 *state);
 void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn);
+
+/* policy.c */
+int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p);
+void ps_get_policy(struct ps_vm *vm, struct pageshare_policy *p);
+int ps_open_vm(u64 id);
+bool ps_policy_pair_ok(struct ps_vm *svm, struct ps_vm *cvm);
+bool ps_policy_frames_ok(const struct ps_frame *sframe, struct ps_vm *cvm,
+			 const struct ps_frame *cframe);
 
 /* rmap.c */
 int ps_rmap_reserve(struct ps_frame *frame, u32 more);

@@ -341,11 +341,12 @@ static bool ps_pages_differ(struct page *a, struct page *b)
  * @chandle: the client gfn's current handle.
  * @compare: refuse if the two pages' bytes differ.
  *
- * Return: 0, also when both gfns are already on one frame; -ENXIO past a
- * VM's size; -ESTALE for a stale source handle; -EIDRM for a stale client
- * handle; -EBUSY if either page is pinned for DMA; -EILSEQ if @compare and
- * the bytes differ; -EMLINK past max_sharers; -ENOMEM. Nothing changes on
- * failure.
+ * Return: 0, also when both gfns are already on one frame; -EINVAL for a
+ * gfn shared with itself; -ENXIO past a VM's size; -EACCES if a policy
+ * forbids it (policy.c); -ESTALE for a stale source handle; -EIDRM for a
+ * stale client handle; -EBUSY if either page is pinned for DMA; -EILSEQ if
+ * @compare and the bytes differ; -EMLINK past max_sharers; -ENOMEM.
+ * Nothing changes on failure.
  */
 int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	     struct ps_vm *cvm, pgoff_t cgfn, u64 chandle, bool compare)
@@ -359,8 +360,14 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 
 	if (!ps_gfn_valid(svm, sgfn) || !ps_gfn_valid(cvm, cgfn))
 		return -ENXIO;
+	if (svm == cvm && sgfn == cgfn)
+		return -EINVAL;
 
 	ps_ops_begin();
+	if (!ps_policy_pair_ok(svm, cvm)) {
+		ps_ops_end();
+		return -EACCES;
+	}
 	do {
 		ret = ps_lock_gfns(svm, sgfn, &sp, &sshared, cvm, cgfn, &cp, &cshared);
 	} while (ret == -EAGAIN);
@@ -388,6 +395,10 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	}
 	if (sp == cp)
 		goto out;
+	if (!ps_policy_frames_ok(sframe, cvm, cframe)) {
+		ret = -EACCES;
+		goto out;
+	}
 	/*
 	 * A frame pinned for DMA since its nominate (a read-only pin through
 	 * a read-only PTE) must not gain sharers whose writes the device
@@ -438,8 +449,9 @@ out:
  * @cvm: the client VM.
  * @cgfn: the client gfn, a hole.
  *
- * Return: 0; -ENXIO past a VM's size; -ESTALE for a stale source handle;
- * -EEXIST if @cgfn has a page; -EMLINK past max_sharers; -ENOMEM.
+ * Return: 0; -ENXIO past a VM's size; -EACCES if a policy forbids it;
+ * -ESTALE for a stale source handle; -EEXIST if @cgfn has a page; -EMLINK
+ * past max_sharers; -ENOMEM.
  */
 int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 		      struct ps_vm *cvm, pgoff_t cgfn)
@@ -454,6 +466,10 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 		return -ENXIO;
 
 	ps_ops_begin();
+	if (!ps_policy_pair_ok(svm, cvm)) {
+		ps_ops_end();
+		return -EACCES;
+	}
 	ret = ps_lock_gfn(svm, sgfn, &sp, &shared);
 	if (ret) {
 		ps_ops_end();
@@ -467,6 +483,10 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	}
 	if (xa_load(&cvm->pages, cgfn)) {
 		ret = -EEXIST;
+		goto out;
+	}
+	if (!ps_policy_frames_ok(frame, cvm, NULL)) {
+		ret = -EACCES;
 		goto out;
 	}
 	if ((u64)frame->nr_sharers + 1 > READ_ONCE(ps_max_sharers)) {

@@ -17,6 +17,8 @@
 #include "pageshare.h"
 
 #define PS_TEST_PAGES	64
+/* Not a random id ps_set_policy() would make, but as good for a test. */
+#define PS_TEST_GROUP	0x7e57ULL
 
 static void ps_test_destroy_action(void *vm)
 {
@@ -31,6 +33,8 @@ static struct ps_vm *ps_test_vm(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, 0,
 			kunit_add_action_or_reset(test, ps_test_destroy_action, vm));
 	KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(vm, PS_TEST_PAGES * PAGE_SIZE));
+	/* The test VMs may share with each other: one share group. */
+	vm->group = PS_TEST_GROUP;
 	return vm;
 }
 
@@ -447,6 +451,87 @@ static void ps_test_audit_catches(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, ps_audit(), 2);
 	frame->handle = ha;
 	ps_test_audit_clean(test);
+
+	/* Sharers outside one share group, and a no-intra VM twice on a frame. */
+	b->group = 0;
+	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
+	b->group = PS_TEST_GROUP;
+	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 0, ha, b, 1, ps_test_nominate(test, b, 1), false));
+	ps_test_audit_clean(test);
+	b->policy = PAGESHARE_POLICY_NO_INTRA_VM;
+	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
+	b->policy = 0;
+	ps_test_audit_clean(test);
+}
+
+static void ps_test_policy(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	struct ps_vm *loner = ps_test_vm(test), *d = ps_test_vm(test);
+	struct pageshare_policy p = { .group = PS_TEST_GROUP };
+	u64 ha, hd0, hd1;
+
+	for (int i = 0; i < 4; i++) {
+		ps_test_fill(test, a, i, 0x5a);
+		ps_test_fill(test, b, i, 0x5a);
+		ps_test_fill(test, loner, i, 0x5a);
+		ps_test_fill(test, d, i, 0x5a);
+	}
+	loner->group = 0;
+	ha = ps_test_nominate(test, a, 0);
+
+	/* Across VMs only inside one group, in both directions. */
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, loner, 0, ps_test_nominate(test, loner, 0),
+				       false), -EACCES);
+	KUNIT_EXPECT_EQ(test, ps_share(loner, 0, ps_test_nominate(test, loner, 0), a, 0, ha,
+				       false), -EACCES);
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(a, 0, ha, loner, 5), -EACCES);
+	KUNIT_EXPECT_EQ(test, 0, ps_share(a, 0, ha, b, 0, ps_test_nominate(test, b, 0), false));
+	/* Inside a VM of no group, by default. */
+	KUNIT_EXPECT_EQ(test, 0, ps_share(loner, 0, ps_test_nominate(test, loner, 0),
+					  loner, 1, ps_test_nominate(test, loner, 1), false));
+	KUNIT_EXPECT_EQ(test, ps_share(loner, 1, ps_test_nominate(test, loner, 1),
+				       loner, 1, ps_test_nominate(test, loner, 1), false), -EINVAL);
+
+	/* Bad policies, and groups nobody is in. */
+	p.flags = PAGESHARE_POLICY_NEW_GROUP;
+	KUNIT_EXPECT_EQ(test, ps_set_policy(d, &p), -EINVAL);
+	p.flags = 1U << 7;
+	KUNIT_EXPECT_EQ(test, ps_set_policy(d, &p), -EINVAL);
+	p.flags = 0;
+	p.group = PS_TEST_GROUP + 1;
+	KUNIT_EXPECT_EQ(test, ps_set_policy(d, &p), -ENOENT);
+	KUNIT_EXPECT_EQ(test, d->group, PS_TEST_GROUP);
+
+	/* No intra-VM sharing for d, even through another VM's frame. */
+	p.group = PS_TEST_GROUP;
+	p.flags = PAGESHARE_POLICY_NO_INTRA_VM;
+	KUNIT_ASSERT_EQ(test, 0, ps_set_policy(d, &p));
+	hd0 = ps_test_nominate(test, d, 0);
+	hd1 = ps_test_nominate(test, d, 1);
+	KUNIT_EXPECT_EQ(test, ps_share(d, 0, hd0, d, 1, hd1, false), -EACCES);
+	KUNIT_EXPECT_EQ(test, 0, ps_share(a, 0, ha, d, 0, hd0, false));
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, d, 1, hd1, false), -EACCES);
+	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(a, 0, ha, d, 5), -EACCES);
+	KUNIT_EXPECT_EQ(test, 0, ps_add_to_physmap(a, 0, ha, b, 5));
+
+	/* No policy change while shared; the same policy again is fine. */
+	KUNIT_EXPECT_EQ(test, 0, ps_set_policy(d, &p));
+	p.flags = 0;
+	KUNIT_EXPECT_EQ(test, ps_set_policy(d, &p), -EBUSY);
+	KUNIT_EXPECT_EQ(test, 0, ps_unshare(d, 0));
+	KUNIT_EXPECT_EQ(test, 0, ps_set_policy(d, &p));
+	KUNIT_EXPECT_EQ(test, d->policy, 0);
+
+	/* A new group: random, non-zero, and only d in it. */
+	p.group = 0;
+	p.flags = PAGESHARE_POLICY_NEW_GROUP;
+	KUNIT_ASSERT_EQ(test, 0, ps_set_policy(d, &p));
+	KUNIT_EXPECT_NE(test, p.group, 0);
+	KUNIT_EXPECT_NE(test, p.group, PS_TEST_GROUP);
+	KUNIT_EXPECT_EQ(test, d->group, p.group);
+	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, d, 1, hd1, false), -EACCES);
+	ps_test_audit_clean(test);
 }
 
 static struct kunit_case ps_share_test_cases[] = {
@@ -461,6 +546,7 @@ static struct kunit_case ps_share_test_cases[] = {
 	KUNIT_CASE(ps_test_shrink_while_shared),
 	KUNIT_CASE(ps_test_rmap),
 	KUNIT_CASE(ps_test_audit_catches),
+	KUNIT_CASE(ps_test_policy),
 	{}
 };
 

@@ -35,23 +35,23 @@ static ssize_t ps_stat_show(struct kobject *kobj, struct kobj_attribute *attr,
 }
 
 static struct ps_stat_attr ps_stat_vms = {
-	__ATTR(vms, 0444, ps_stat_show, NULL), &ps_stats.vms
+	__ATTR(vms, 0400, ps_stat_show, NULL), &ps_stats.vms
 };
 
 static struct ps_stat_attr ps_stat_private_pages = {
-	__ATTR(private_pages, 0444, ps_stat_show, NULL), &ps_stats.private_pages
+	__ATTR(private_pages, 0400, ps_stat_show, NULL), &ps_stats.private_pages
 };
 
 static struct ps_stat_attr ps_stat_shared_frames = {
-	__ATTR(shared_frames, 0444, ps_stat_show, NULL), &ps_stats.shared_frames
+	__ATTR(shared_frames, 0400, ps_stat_show, NULL), &ps_stats.shared_frames
 };
 
 static struct ps_stat_attr ps_stat_saved_frames = {
-	__ATTR(saved_frames, 0444, ps_stat_show, NULL), &ps_stats.saved_frames
+	__ATTR(saved_frames, 0400, ps_stat_show, NULL), &ps_stats.saved_frames
 };
 
 static struct ps_stat_attr ps_stat_meta_bytes = {
-	__ATTR(meta_bytes, 0444, ps_stat_show, NULL), &ps_stats.meta_bytes
+	__ATTR(meta_bytes, 0400, ps_stat_show, NULL), &ps_stats.meta_bytes
 };
 
 static struct attribute *ps_stat_attrs[] = {
@@ -103,6 +103,19 @@ static ssize_t ps_vm_show_uid(struct ps_vm *vm, const struct ps_vm_attr *a,
 	return sysfs_emit(buf, "%u\n", from_kuid_munged(&init_user_ns, vm->uid));
 }
 
+static ssize_t ps_vm_show_group(struct ps_vm *vm, const struct ps_vm_attr *a,
+				char *buf)
+{
+	return sysfs_emit(buf, "%#llx\n", READ_ONCE(vm->group));
+}
+
+static ssize_t ps_vm_show_policy(struct ps_vm *vm, const struct ps_vm_attr *a,
+				 char *buf)
+{
+	return sysfs_emit(buf, "%s\n", READ_ONCE(vm->policy) &
+			  PAGESHARE_POLICY_NO_INTRA_VM ? "no-intra-vm" : "default");
+}
+
 #define PS_VM_COUNTER(_name) {						\
 	.attr = { .name = __stringify(_name), .mode = 0400 },		\
 	.show = ps_vm_show_counter,					\
@@ -113,6 +126,9 @@ static struct ps_vm_attr ps_vm_attrs[] = {
 	{ .attr = { .name = "size", .mode = 0400 }, .show = ps_vm_show_size },
 	{ .attr = { .name = "pid", .mode = 0400 }, .show = ps_vm_show_pid },
 	{ .attr = { .name = "uid", .mode = 0400 }, .show = ps_vm_show_uid },
+	/* The group id is the right to join the group: root only, as all. */
+	{ .attr = { .name = "group", .mode = 0400 }, .show = ps_vm_show_group },
+	{ .attr = { .name = "policy", .mode = 0400 }, .show = ps_vm_show_policy },
 	PS_VM_COUNTER(private_pages),
 	PS_VM_COUNTER(shared_gfns),
 	PS_VM_COUNTER(nominated_gfns),

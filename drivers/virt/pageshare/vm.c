@@ -44,6 +44,7 @@ static struct vfsmount *ps_mnt;
  */
 static DEFINE_XARRAY_ALLOC1(ps_vms);
 static DEFINE_MUTEX(ps_vms_mutex);
+static u32 ps_vms_next_id;
 
 /**
  * ps_vm_find() - Find a VM by id.
@@ -163,10 +164,15 @@ struct ps_vm *ps_vm_create(void)
 	}
 	vm->inode->i_private = vm;
 
+	/*
+	 * Cyclic, so that an id an agent read from sysfs does not name a new
+	 * VM as soon as the old one exits.
+	 */
 	mutex_lock(&ps_vms_mutex);
-	ret = xa_alloc(&ps_vms, &vm->id, vm, xa_limit_31b, GFP_KERNEL);
+	ret = xa_alloc_cyclic(&ps_vms, &vm->id, vm, xa_limit_31b, &ps_vms_next_id,
+			      GFP_KERNEL);
 	mutex_unlock(&ps_vms_mutex);
-	if (ret) {
+	if (ret < 0) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
 		goto err_put;
 	}

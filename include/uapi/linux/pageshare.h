@@ -18,13 +18,14 @@
 #define PAGESHARE_IOCTL_TYPE	0xB9
 
 /* Returned by PAGESHARE_GET_API_VERSION. */
-#define PAGESHARE_API_VERSION	1
+#define PAGESHARE_API_VERSION	2
 
 /**
  * PAGESHARE_GET_API_VERSION - Report the version of this interface.
  *
  * Takes no argument. Returns PAGESHARE_API_VERSION. A later version only
- * adds ioctls, flags and fields that were reserved before.
+ * adds ioctls, flags and fields that were reserved before. Version 2 added
+ * PAGESHARE_SET_POLICY, PAGESHARE_GET_POLICY and PAGESHARE_OPEN_VM.
  */
 #define PAGESHARE_GET_API_VERSION	_IO(PAGESHARE_IOCTL_TYPE, 0x00)
 
@@ -86,6 +87,96 @@ struct pageshare_vm_info {
  */
 #define PAGESHARE_GET_INFO	_IOR(PAGESHARE_IOCTL_TYPE, 0x02, struct pageshare_vm_info)
 
+/* pageshare_policy::flags */
+/* No two gfns of this VM may be backed by one frame. */
+#define PAGESHARE_POLICY_NO_INTRA_VM	(1U << 0)
+/* SET only: put the VM in a new share group and return its id. */
+#define PAGESHARE_POLICY_NEW_GROUP	(1U << 1)
+
+/**
+ * struct pageshare_policy - Who this VM's memory may be shared with.
+ * @group:	Share group. 0 (the default): no sharing with other VMs. Else
+ *		the VM may share frames with the VMs of the same group, and
+ *		with no other. Group ids are random 64-bit numbers made by
+ *		the kernel (PAGESHARE_POLICY_NEW_GROUP): knowing one is the
+ *		right to join it, so an owner lets another VM in by telling
+ *		that VM's owner the id. In for SET (0 with NEW_GROUP), out for
+ *		GET and for SET with NEW_GROUP.
+ * @flags:	PAGESHARE_POLICY_NO_INTRA_VM: no two of this VM's own gfns
+ *		may be backed by one frame (sharing inside the VM is allowed
+ *		by default). SET also takes PAGESHARE_POLICY_NEW_GROUP.
+ * @pad:	Must be zero.
+ * @reserved:	Must be zero.
+ */
+struct pageshare_policy {
+	__u64 group;
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+/**
+ * PAGESHARE_SET_POLICY - Set the sharing policy of the VM of this descriptor.
+ *
+ * Only the VM's own descriptor sets its policy (a privileged agent that
+ * opened the VM by id holds one too). A policy changes only while none of
+ * the VM's gfns is on a frame with other sharers, so every frame's sharers
+ * always satisfy every sharer's policy. Setting the current policy again
+ * always succeeds.
+ *
+ * Return: 0 on success, or -1 with errno set to:
+ *
+ * * ``EFAULT`` - the argument is not readable, or (NEW_GROUP) not writable.
+ * * ``EINVAL`` - an unknown flag, a non-zero @pad or @reserved, or a
+ *   non-zero @group with PAGESHARE_POLICY_NEW_GROUP.
+ * * ``ENOENT`` - @group is not 0 and no VM is in that group.
+ * * ``EBUSY``  - the policy would change and some gfn of the VM is on a
+ *   frame with other sharers; unshare them first.
+ */
+#define PAGESHARE_SET_POLICY	_IOWR(PAGESHARE_IOCTL_TYPE, 0x03, struct pageshare_policy)
+
+/**
+ * PAGESHARE_GET_POLICY - Read the sharing policy of the VM of this descriptor.
+ *
+ * Return: 0 on success, or -1 with errno set to:
+ *
+ * * ``EFAULT`` - the argument is not writable.
+ */
+#define PAGESHARE_GET_POLICY	_IOR(PAGESHARE_IOCTL_TYPE, 0x04, struct pageshare_policy)
+
+/**
+ * struct pageshare_open_vm - Argument of PAGESHARE_OPEN_VM.
+ * @id:		The VM's id, as in /sys/kernel/pageshare/vm/ and
+ *		struct pageshare_vm_info.
+ * @flags:	Must be zero.
+ * @pad:	Must be zero.
+ * @reserved:	Must be zero.
+ */
+struct pageshare_open_vm {
+	__u64 id;
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+/**
+ * PAGESHARE_OPEN_VM - Get a descriptor of any VM, by its id.
+ *
+ * For a privileged deduplication agent (CAP_SYS_ADMIN), which may be issued
+ * on any /dev/pageshare descriptor. The new descriptor refers to the VM
+ * exactly as its owner's does (close-on-exec set): it keeps the VM alive
+ * until closed, so an agent closes the descriptors of VMs whose VMM exited.
+ *
+ * Return: a new file descriptor, or -1 with errno set to:
+ *
+ * * ``EPERM``  - the caller lacks CAP_SYS_ADMIN.
+ * * ``EFAULT`` - the argument is not readable.
+ * * ``EINVAL`` - @flags, @pad or @reserved is not zero.
+ * * ``ESRCH``  - no VM has this id (it never existed, or it is gone).
+ * * ``EMFILE`` - the caller has no free descriptor.
+ */
+#define PAGESHARE_OPEN_VM	_IOW(PAGESHARE_IOCTL_TYPE, 0x05, struct pageshare_open_vm)
+
 /*
  * Sharing. A VM is named by a file descriptor of /dev/pageshare that the
  * caller holds; the ioctls may be issued on any such descriptor. Every
@@ -108,6 +199,9 @@ struct pageshare_vm_info {
  * * ``EMLINK``  - share, add_to_physmap: the frame would have more sharers
  *   than the module's max_sharers.
  * * ``EEXIST``  - add_to_physmap: the client gfn already has a page.
+ * * ``EACCES``  - share, add_to_physmap: a VM's policy forbids it: two
+ *   different VMs not in one share group (struct pageshare_policy), or two
+ *   gfns of a VM with PAGESHARE_POLICY_NO_INTRA_VM on one frame.
  * * ``ENOMEM``  - no memory; nothing was changed.
  */
 
@@ -157,7 +251,8 @@ struct pageshare_nominate {
  *
  * Every gfn on the client's frame moves to the source's frame and the
  * client's frame is freed: the client handle dies, the source handle
- * lives. Two gfns already on one frame succeed without change.
+ * lives. Two gfns already on one frame succeed without change; a gfn
+ * shared with itself is EINVAL.
  */
 struct pageshare_share {
 	__u32 src_vm;
@@ -253,7 +348,16 @@ struct pageshare_query {
  * @reserved:	Zero.
  *
  * Entries are processed in order; one entry's failure does not stop the
- * batch. The ioctl returns 0 once every entry has its result.
+ * batch. The ioctl returns 0 once every entry has its result. Entries are
+ * processed in chunks of up to 64, each of which must be readable and
+ * writable: a chunk that is not (EFAULT) is not run, so no change is ever
+ * made without its result reaching the caller. The same holds for the
+ * single forms that return outputs (nominate, query).
+ *
+ * Return: 0, or -1 with errno set to EFAULT (the argument or a chunk of
+ * entries is not readable and writable), EINVAL (@flags, @pad or
+ * @reserved not zero), E2BIG (@count above PAGESHARE_BATCH_MAX), EINTR (a
+ * signal arrived; resume at @done) or ENOMEM.
  */
 struct pageshare_batch {
 	__u64 entries;

@@ -25,9 +25,56 @@
 #define PS_SYSFS	"/sys/kernel/pageshare/"
 #define PS_PAGE		4096UL
 
-static inline int ps_open(void)
+/* A VM in no share group: it can share only with itself. */
+static inline int ps_open_alone(void)
 {
 	return open(PS_DEV, O_RDWR | O_CLOEXEC);
+}
+
+static inline int ps_set_policy(int fd, uint64_t group, uint32_t flags,
+				uint64_t *out)
+{
+	struct pageshare_policy p = { .group = group, .flags = flags };
+	int ret = ioctl(fd, PAGESHARE_SET_POLICY, &p);
+
+	if (!ret && out)
+		*out = p.group;
+	return ret;
+}
+
+static inline int ps_get_group(int fd, uint64_t *group)
+{
+	struct pageshare_policy p;
+	int ret = ioctl(fd, PAGESHARE_GET_POLICY, &p);
+
+	if (!ret)
+		*group = p.group;
+	return ret;
+}
+
+/*
+ * A VM in this test's share group, which the first VM it opens creates:
+ * the tests share across their VMs. A group lives while a VM is in it, so
+ * a later VM may have to start a new one.
+ */
+static uint64_t ps_test_group;
+
+static inline int ps_open(void)
+{
+	int fd = ps_open_alone();
+	uint64_t group;
+
+	if (fd < 0)
+		return fd;
+	group = __atomic_load_n(&ps_test_group, __ATOMIC_RELAXED);
+	if (group && !ps_set_policy(fd, group, 0, NULL))
+		return fd;
+	if (ps_set_policy(fd, 0, PAGESHARE_POLICY_NEW_GROUP, &group)) {
+		close(fd);
+		return -1;
+	}
+	__atomic_store_n(&ps_test_group, group, __ATOMIC_RELAXED);
+	return fd;
 }
 
 static inline int ps_set_size(int fd, uint64_t size)
@@ -129,13 +176,49 @@ static inline int ps_audit(int fd)
 /* The audit, through a descriptor of its own: inconsistencies, or -1. */
 static inline int ps_audit_all(void)
 {
-	int fd = ps_open(), ret;
+	int fd = ps_open_alone(), ret;
 
 	if (fd < 0)
 		return -1;
 	ret = ps_audit(fd);
 	close(fd);
 	return ret;
+}
+
+static inline int ps_write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0 : -1;
+	close(fd);
+	return ret;
+}
+
+/* The address range of pageshare.ko's code, or -1. */
+static inline int ps_module_text(unsigned long *start, unsigned long *end)
+{
+	char line[256], name[64];
+	unsigned long size;
+	FILE *f;
+	int ok = 0;
+
+	f = fopen("/sys/module/pageshare/sections/.text", "r");
+	if (!f)
+		return -1;
+	ok = fscanf(f, "%lx", start) == 1;
+	fclose(f);
+	f = fopen("/proc/modules", "r");
+	if (!f || !ok || !*start)
+		return f ? fclose(f), -1 : -1;
+	ok = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %lu", name, &size) == 2 && !strcmp(name, "pageshare"))
+			ok = 1;
+	fclose(f);
+	*end = *start + size;
+	return ok ? 0 : -1;
 }
 
 /* For kselftest_harness tests: the runner loads the module first. */
@@ -163,6 +246,9 @@ static inline void *ps_map(int fd, size_t size, off_t off)
 {
 	return mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
 }
+
+/* KVM guests: 64-bit builds only (compat_test is built for i386). */
+#ifdef __x86_64__
 
 /*
  * The guest programs, 16-bit real mode. They take their arguments in
@@ -464,5 +550,7 @@ static inline void ps_guest_destroy(struct ps_guest *g)
 	g->mem = NULL;
 	g->fd = -1;
 }
+
+#endif /* __x86_64__ */
 
 #endif /* PAGESHARE_UTIL_H */

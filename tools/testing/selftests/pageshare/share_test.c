@@ -510,8 +510,9 @@ TEST_F(vm2, share_errors_leave_state_alone)
 	EXPECT_EQ(1, sharers(self->b, 4));
 	EXPECT_EQ(0, ps_share(self->a, 4, ha, self->b, 4, hb, PAGESHARE_SHARE_COMPARE));
 	EXPECT_EQ(2, sharers(self->b, 4));
-	/* The same gfn with itself is already on one frame. */
-	EXPECT_EQ(0, ps_share(self->a, 4, ha, self->a, 4, ha, 0));
+	/* A gfn shared with itself is a caller's bug. */
+	EXPECT_EQ(-1, ps_share(self->a, 4, ha, self->a, 4, ha, 0));
+	EXPECT_EQ(EINVAL, errno);
 }
 
 TEST_F(vm2, batches)
@@ -585,42 +586,6 @@ TEST_F(vm2, batches)
 	EXPECT_EQ(0x11, self->mb[3 * PS_PAGE + 5]);
 }
 
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY), ret;
-
-	if (fd < 0)
-		return -1;
-	ret = write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0 : -1;
-	close(fd);
-	return ret;
-}
-
-/* The address range of pageshare.ko's code, or -1. */
-static int module_text(unsigned long *start, unsigned long *end)
-{
-	char line[256], name[64];
-	unsigned long size;
-	FILE *f;
-	int ok = 0;
-
-	f = fopen("/sys/module/pageshare/sections/.text", "r");
-	if (!f)
-		return -1;
-	ok = fscanf(f, "%lx", start) == 1;
-	fclose(f);
-	f = fopen("/proc/modules", "r");
-	if (!f || !ok || !*start)
-		return f ? fclose(f), -1 : -1;
-	ok = 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%63s %lu", name, &size) == 2 && !strcmp(name, "pageshare"))
-			ok = 1;
-	fclose(f);
-	*end = *start + size;
-	return ok ? 0 : -1;
-}
-
 /*
  * A write to a shared page needs a new page. When there is none, the
  * writer gets a clean error and nothing changes. fail_page_alloc, aimed at
@@ -640,7 +605,7 @@ TEST_F(vm2, cow_out_of_memory)
 	snprintf(path, sizeof(path), "%srequire-start", fpa);
 	if (access(path, W_OK))
 		SKIP(return, "no fail_page_alloc with a stack trace filter in debugfs");
-	ASSERT_EQ(0, module_text(&start, &end));
+	ASSERT_EQ(0, ps_module_text(&start, &end));
 
 	ASSERT_EQ(0, ps_nominate(self->a, 8, &ha, NULL));
 	ASSERT_EQ(0, ps_nominate(self->b, 8, &hb, NULL));
@@ -648,7 +613,7 @@ TEST_F(vm2, cow_out_of_memory)
 
 #define FPA(name, v) do {						\
 	snprintf(path, sizeof(path), "%s%s", fpa, name);		\
-	ASSERT_EQ(0, write_file(path, v)) TH_LOG("%s", path);		\
+	ASSERT_EQ(0, ps_write_file(path, v)) TH_LOG("%s", path);		\
 } while (0)
 	snprintf(val, sizeof(val), "%#lx", start);
 	FPA("require-start", val);
@@ -663,7 +628,7 @@ TEST_F(vm2, cow_out_of_memory)
 	FPA("interval", "1");
 	FPA("times", "1");
 	FPA("probability", "100");
-	ASSERT_EQ(0, write_file("/proc/self/make-it-fail", "1"));
+	ASSERT_EQ(0, ps_write_file("/proc/self/make-it-fail", "1"));
 
 	local.iov_base = &byte;
 	local.iov_len = 1;
@@ -672,7 +637,7 @@ TEST_F(vm2, cow_out_of_memory)
 	n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
 	err = errno;
 
-	ASSERT_EQ(0, write_file("/proc/self/make-it-fail", "0"));
+	ASSERT_EQ(0, ps_write_file("/proc/self/make-it-fail", "0"));
 	FPA("probability", "0");
 	FPA("times", "0");
 	FPA("task-filter", "N");

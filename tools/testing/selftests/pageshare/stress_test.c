@@ -48,6 +48,8 @@ struct mvm {
 	bool kvm;
 	int frame[NGFN];	/* -1: hole */
 	long cow_breaks;
+	uint64_t group;		/* share group, 0: none */
+	bool nointra;		/* PAGESHARE_POLICY_NO_INTRA_VM */
 };
 
 static struct mframe frames[MAXFRAMES];
@@ -283,6 +285,19 @@ static void vm_create(struct mvm *m)
 		m->frame[g] = -1;
 	m->frame[1] = new_frame((struct content){ .kind = C_CODE });
 	m->cow_breaks = 0;
+
+	/*
+	 * ps_open() put the VM in the test's share group. Some VMs leave it,
+	 * some refuse sharing inside themselves.
+	 */
+	m->nointra = !rn(6);
+	if (ps_get_group(m->g.fd, &m->group))
+		fail("GET_POLICY: %s", strerror(errno));
+	if (!rn(6))
+		m->group = 0;
+	if (ps_set_policy(m->g.fd, m->group,
+			  m->nointra ? PAGESHARE_POLICY_NO_INTRA_VM : 0, NULL))
+		fail("SET_POLICY: %s", strerror(errno));
 }
 
 static void vm_destroy(struct mvm *m)
@@ -312,10 +327,14 @@ static uint64_t pick_handle(struct mvm *m, int gfn)
 	return rnd() | 1;
 }
 
+/* How often each answer came: a test that never sees one is not testing it. */
+static long outcomes[256];
+
 static void expect(int ret, int want, const char *what)
 {
 	int got = ret ? errno : 0;
 
+	outcomes[want & 255]++;
 	if (got != want)
 		fail("%s: kernel %s, model %s", what, got ? strerror(got) : "success",
 		     want ? strerror(want) : "success");
@@ -347,6 +366,42 @@ static void op_nominate(void)
 		 (unsigned long long)h);
 }
 
+/* Whether VM @v has a gfn on frame @f. */
+static bool has_on(const struct mvm *v, int f)
+{
+	int g;
+
+	for (g = 0; g < NGFN; g++)
+		if (v->frame[g] == f)
+			return true;
+	return false;
+}
+
+/* Whether frame @cf (or, for add_to_physmap, one gfn of @c) may join @sf. */
+static bool no_intra_ok(int sf, int cf, const struct mvm *c, bool physmap)
+{
+	int v;
+
+	for (v = 0; v < NVM; v++) {
+		if (!vms[v].nointra)
+			continue;
+		if (physmap ? &vms[v] == c && has_on(c, sf) :
+			      has_on(&vms[v], sf) && has_on(&vms[v], cf))
+			return false;
+	}
+	return true;
+}
+
+static bool busy(const struct mvm *m)
+{
+	int g;
+
+	for (g = 0; g < NGFN; g++)
+		if (m->frame[g] >= 0 && frames[m->frame[g]].sharers > 1)
+			return true;
+	return false;
+}
+
 static void op_share(bool physmap)
 {
 	struct mvm *s = &vms[rn(NVM)], *c = &vms[rn(NVM)];
@@ -358,13 +413,21 @@ static void op_share(bool physmap)
 	snprintf(op, sizeof(op), "%s vm %ld gfn %d -> vm %ld gfn %d%s",
 		 physmap ? "add_to_physmap" : "share", s - vms, sg, c - vms, cg,
 		 compare && !physmap ? " (compare)" : "");
-	if (sf < 0 || !frames[sf].handle || frames[sf].handle != sh)
+	if (!physmap && s == c && sg == cg)
+		want = EINVAL;
+	else if (s != c && (!s->group || s->group != c->group))
+		want = EACCES;
+	else if (sf < 0 || !frames[sf].handle || frames[sf].handle != sh)
 		want = ESTALE;
 	else if (physmap)
-		want = cf >= 0 ? EEXIST : 0;
+		want = cf >= 0 ? EEXIST : !no_intra_ok(sf, cf, c, true) ? EACCES : 0;
 	else if (cf < 0 || !frames[cf].handle || frames[cf].handle != ch)
 		want = EIDRM;
-	else if (sf != cf && compare && !same_bytes(&frames[sf].c, &frames[cf].c))
+	else if (sf == cf)
+		want = 0;
+	else if (!no_intra_ok(sf, cf, c, false))
+		want = EACCES;
+	else if (compare && !same_bytes(&frames[sf].c, &frames[cf].c))
 		want = EILSEQ;
 	else
 		want = 0;
@@ -482,6 +545,44 @@ static void op_query(void)
 	check_query(m, gfn);
 }
 
+/* Leave or join a share group, or toggle no-intra-VM sharing. */
+static void op_policy(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	uint64_t group = m->group;
+	bool nointra = m->nointra;
+	int v, want, ret;
+
+	if (rn(2)) {
+		nointra = !nointra;
+	} else if (group) {
+		group = 0;
+	} else {
+		for (v = 0; v < NVM; v++)
+			if (vms[v].group)
+				group = vms[v].group;
+	}
+	snprintf(op, sizeof(op), "policy vm %ld: group %#llx%s", m - vms,
+		 (unsigned long long)group, nointra ? ", no intra-VM sharing" : "");
+	want = (group != m->group || nointra != m->nointra) && busy(m) ? EBUSY : 0;
+	if (!group && !m->group && rn(2) && want == 0 && nointra == m->nointra) {
+		/* No group anywhere: make one. */
+		ret = ps_set_policy(m->g.fd, 0, PAGESHARE_POLICY_NEW_GROUP |
+				    (nointra ? PAGESHARE_POLICY_NO_INTRA_VM : 0), &group);
+		expect(ret, busy(m) ? EBUSY : 0, op);
+		if (!ret)
+			m->group = group;
+		return;
+	}
+	ret = ps_set_policy(m->g.fd, group, nointra ? PAGESHARE_POLICY_NO_INTRA_VM : 0,
+			    NULL);
+	expect(ret, want, op);
+	if (!ret) {
+		m->group = group;
+		m->nointra = nointra;
+	}
+}
+
 static void op_recreate(void)
 {
 	struct mvm *m = &vms[rn(NVM)];
@@ -549,6 +650,8 @@ int main(int argc, char **argv)
 			op_guest(r < 970);
 		else if (r >= 997)
 			op_recreate();
+		else if (r >= 994)
+			op_policy();
 		else
 			op_query();
 
@@ -576,6 +679,10 @@ int main(int argc, char **argv)
 
 	ksft_print_msg("stress: %.1f s: %.1f in audits, %.1f in guests, %.1f in counter checks\n",
 		       now() - start, t_audit, t_guest, t_check);
+	ksft_print_msg("stress: answers: %ld success, %ld ESTALE, %ld EIDRM, %ld EILSEQ, %ld EEXIST, %ld ENODATA, %ld EINVAL, %ld EACCES, %ld EBUSY\n",
+		       outcomes[0], outcomes[ESTALE], outcomes[EIDRM], outcomes[EILSEQ],
+		       outcomes[EEXIST], outcomes[ENODATA], outcomes[EINVAL],
+		       outcomes[EACCES], outcomes[EBUSY]);
 	printf("# stress: ops=%ld audit_errors=%d\n", step, audit_errors);
 	ksft_test_result_pass("stress seed %lu: %ld operations, model and audit agree\n",
 			      seed, step);
