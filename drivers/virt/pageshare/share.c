@@ -37,6 +37,15 @@
  * An entry that names a page changes only under that page's lock, so a
  * fault that found a page, locked it and still finds it in the entry can
  * map it: whoever changes the entry next zaps after the fault is done.
+ *
+ * A zap is the costly part of every operation (the MMU-notifier round trip
+ * into KVM, a TLB flush), and most gfns of a frame are never mapped once it
+ * is made: nominate zaps the page, and then nothing maps it until a fault
+ * does. So a frame's page carries PG_checked (owner_priv_1: the module owns
+ * these pages) from the first fault that maps it until the frame ends, and
+ * moving a gfn off a frame whose page never was mapped needs no zap: no PTE,
+ * and so no stage-2 entry, can point at it. The fault sets the flag under
+ * the page lock that every change of the entries holds.
  * There is no global lock on the nominate, share or unshare paths:
  * ps_ops_sem is a per-CPU rwsem whose read side touches no shared
  * cacheline.
@@ -173,8 +182,16 @@ static void ps_frame_count_nominated(struct ps_frame *frame, long delta)
 		atomic_long_add(delta, &vm->stats.nominated_gfns);
 }
 
+/* Zaps @gfn if the frame's page may be mapped (see the top of the file). */
+static void ps_frame_zap(struct page *page, struct ps_vm *vm, pgoff_t gfn)
+{
+	if (folio_test_checked(page_folio(page)))
+		ps_vm_zap(vm, gfn);
+}
+
 static void ps_frame_free(struct page *page, struct ps_frame *frame)
 {
+	folio_clear_checked(page_folio(page));
 	ps_rmap_free(frame);
 	set_page_private(page, 0);
 	kmem_cache_free(ps_frame_cache, frame);
@@ -275,6 +292,7 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	 * GUP pin or DMA that could write behind our back: refuse.
 	 */
 	ps_vm_zap(vm, gfn);
+	folio_clear_checked(page_folio(page));
 	if (page_count(page) != 2) {
 		kmem_cache_free(ps_frame_cache, frame);
 		ret = -EBUSY;
@@ -429,7 +447,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 
 		ps_set_entry(vm, gfn, ps_shared_entry(sp));
 		ps_rmap_add(sframe, key);
-		ps_vm_zap(vm, gfn);
+		ps_frame_zap(cp, vm, gfn);
 	}
 	ps_frame_free(cp, cframe);
 	/* The client frame's own reference; ours goes below. */
@@ -573,7 +591,7 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
 
 	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
 	ps_set_entry(vm, gfn, copy);
-	ps_vm_zap(vm, gfn);
+	ps_frame_zap(page, vm, gfn);
 	ps_frame_count_nominated(frame, 1);
 	ps_account_private(vm, 1);
 	atomic_long_dec(&ps_stats.saved_frames);

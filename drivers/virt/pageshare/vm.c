@@ -411,6 +411,9 @@ static vm_fault_t ps_vm_fault(struct vm_fault *vmf)
 		put_page(page);
 		return VM_FAULT_NOPAGE;
 	}
+	/* Some PTE maps this frame now: whoever moves its gfns must zap. */
+	if (ps_entry_shared(entry))
+		folio_set_checked(folio);
 	vmf->page = page;
 	return VM_FAULT_LOCKED;
 }
