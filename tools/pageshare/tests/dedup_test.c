@@ -1,0 +1,874 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Unit tests of the dedup agent's core against a simulated kernel
+ * (fake_kernel.c): grouping by hash and share scope, the choice of the
+ * source, batching, hash collisions, pages written during a pass (EIDRM,
+ * ESTALE), zero pages, pages left alone, the rate limit on a fake clock,
+ * and random configurations checked against the fake's invariants.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../dedup.h"
+#include "fake_kernel.h"
+#include "tap.h"
+
+static uint64_t fk_now(void *ctx)
+{
+	return ((struct fk *)ctx)->now;
+}
+
+static void fk_sleep(void *ctx, uint64_t ns)
+{
+	struct fk *fk = ctx;
+
+	fk->now += ns;
+	fk->slept += ns;
+}
+
+static struct dedup_config fk_config(struct fk *fk)
+{
+	struct dedup_config cfg = {
+		.page_size = FK_PAGE,
+		.clock = { .ctx = fk, .now_ns = fk_now, .sleep_ns = fk_sleep },
+	};
+
+	return cfg;
+}
+
+static int fk_run(struct fk *fk, const struct dedup_config *cfg, struct dedup_result *res)
+{
+	struct dedup_backend be = fk_backend(fk);
+	int ret = dedup_pass(&be, cfg, res);
+
+	if (ret)
+		diag("dedup_pass: %d (%s)", ret, res->err_what);
+	return ret;
+}
+
+static int fk_pass(struct fk *fk, struct dedup_result *res)
+{
+	struct dedup_config cfg = fk_config(fk);
+
+	return fk_run(fk, &cfg, res);
+}
+
+/* gfns of all VMs left nominated alone on a frame: the agent leaves none. */
+static int fk_nominated_alone(struct fk *fk)
+{
+	int i, n = 0;
+	uint64_t k;
+
+	for (i = 0; i < fk->nr_vms; i++)
+		for (k = 0; k < fk->vms[i].pages; k++) {
+			int f = fk->vms[i].g[k].frame;
+
+			n += f != FK_NONE && fk->frames[f].sharers == 1;
+		}
+	return n;
+}
+
+/* The common end of a test: kernel consistent, descriptors closed, nothing left alone. */
+static void fk_end(struct fk *fk, const char *name)
+{
+	ok(fk_check(fk) == 0, "%s: fake kernel invariants hold", name);
+	ok(fk->open_fds == 0, "%s: every VM descriptor closed", name);
+	ok(fk_nominated_alone(fk) == 0, "%s: no gfn left nominated alone", name);
+	fk_free(fk);
+}
+
+static void fill(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content)
+{
+	fk_write(fk, id, gfn, content);
+}
+
+static void test_xxh64(void)
+{
+	static const char spam[] = "Nobody inspects the spammish repetition";
+	unsigned char buf[4096];
+	int i;
+
+	ok(dedup_xxh64("", 0, 0) == 0xEF46DB3751D8E999ULL, "xxh64(\"\") = 0xEF46DB3751D8E999");
+	ok(dedup_xxh64("a", 1, 0) == 0xD24EC4F1A98C6E5BULL, "xxh64(\"a\") = 0xD24EC4F1A98C6E5B");
+	ok(dedup_xxh64("abc", 3, 0) == 0x44BC2CF5AD770999ULL,
+	   "xxh64(\"abc\") = 0x44BC2CF5AD770999");
+	ok(dedup_xxh64(spam, strlen(spam), 0) == 0xFBCEA83C8A378BF1ULL,
+	   "xxh64 of 39 bytes (stripes and tail)");
+	memset(buf, 0, sizeof(buf));
+	ok(dedup_xxh64(buf, sizeof(buf), 0) == 0xAC869B6F32D8BBDBULL,
+	   "xxh64 of a 4096-byte zero page = 0xAC869B6F32D8BBDB");
+	for (i = 0; i < 4096; i++)
+		buf[i] = i & 0xff;
+	ok(dedup_xxh64(buf, sizeof(buf), 0) == 0x0F6E64BE186AF6A4ULL,
+	   "xxh64 of a page of 0..255 bytes");
+	/* An unaligned start must not change the result. */
+	memmove(buf + 1, spam, strlen(spam));
+	ok(dedup_xxh64(buf + 1, strlen(spam), 0) == 0xFBCEA83C8A378BF1ULL,
+	   "xxh64 of an unaligned buffer");
+}
+
+/* Two groups and a VM alone: equal pages share within each scope only. */
+static void test_scopes(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t id;
+
+	fk_init(&fk);
+	for (id = 1; id <= 5; id++) {
+		fk_add_vm(&fk, id, 8, id <= 2 ? 0xaaaa : id <= 4 ? 0xbbbb : 0, 0);
+		fill(&fk, id, 0, 0x100);		/* in every VM */
+		fill(&fk, id, 1, 0x200);		/* in every VM */
+		fill(&fk, id, 2, 0x1000 + id);	/* unique */
+	}
+	fill(&fk, 5, 3, 0x300);			/* twice in VM 5, alone in group 0 */
+	fill(&fk, 5, 4, 0x300);
+	ok(!fk_pass(&fk, &res), "scopes: pass succeeds");
+	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && fk_frame_of(&fk, 1, 0) == fk_frame_of(&fk, 2, 0),
+	   "scopes: group A's equal pages on one frame");
+	ok(fk_frame_of(&fk, 3, 1) != FK_NONE && fk_frame_of(&fk, 3, 1) == fk_frame_of(&fk, 4, 1),
+	   "scopes: group B's equal pages on one frame");
+	ok(fk_frame_of(&fk, 1, 0) != fk_frame_of(&fk, 3, 0), "scopes: no frame across groups");
+	ok(fk_frame_of(&fk, 5, 0) == FK_NONE && fk_frame_of(&fk, 5, 1) == FK_NONE,
+	   "scopes: the VM in no group shares nothing with the groups");
+	ok(fk_frame_of(&fk, 5, 3) != FK_NONE && fk_frame_of(&fk, 5, 3) == fk_frame_of(&fk, 5, 4),
+	   "scopes: the VM in no group shares within itself");
+	ok(fk.share_err[EACCES] == 0, "scopes: no share refused by policy (EACCES)");
+	ok(res.shared == 5 && res.frames == 5 && res.freed == 5,
+	   "scopes: 5 pages shared onto 5 frames (shared %" PRIu64 ", frames %" PRIu64 ")",
+	   res.shared, res.frames);
+	ok(res.alone == 7 && res.unshared == 7, "scopes: 7 unique pages unshared (%" PRIu64 ")",
+	   res.unshared);
+	ok(res.saved_known && res.saved_delta == 5, "scopes: saved_frames grew by 5");
+	ok(res.scanned == 40 && res.holes == 40 - 17, "scopes: 40 gfns scanned, 23 holes");
+	ok(fk_content(&fk, 1, 2) == 0x1001 && fk_content(&fk, 5, 4) == 0x300,
+	   "scopes: contents unchanged");
+	fk_end(&fk, "scopes");
+}
+
+/* The surviving frame is the one of the lowest VM id, then lowest gfn. */
+static void test_source_lowest(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	/* Listed out of order, so that the order must come from the agent. */
+	fk_add_vm(&fk, 7, 16, 0x77, 0);
+	fk_add_vm(&fk, 3, 16, 0x77, 0);
+	fk_add_vm(&fk, 5, 16, 0x77, 0);
+	fill(&fk, 7, 1, 0xabc);
+	fill(&fk, 5, 0, 0xabc);
+	fill(&fk, 3, 9, 0xabc);
+	fill(&fk, 3, 4, 0xabc);
+	fill(&fk, 7, 0, 0xabc);
+	ok(!fk_pass(&fk, &res), "source: pass succeeds");
+	f = fk_frame_of(&fk, 3, 4);
+	ok(f != FK_NONE && f == fk_frame_of(&fk, 3, 9) && f == fk_frame_of(&fk, 5, 0) &&
+	   f == fk_frame_of(&fk, 7, 0) && f == fk_frame_of(&fk, 7, 1),
+	   "source: all five gfns on one frame");
+	ok(f != FK_NONE && fk.frames[f].origin_vm == 3 && fk.frames[f].origin_gfn == 4,
+	   "source: the frame is VM 3 gfn 4's (lowest VM id, then gfn)");
+	ok(fk.frames[f].sharers == 5, "source: 5 sharers");
+	fk_end(&fk, "source");
+}
+
+/* Batches are no bigger than configured, and there are several. */
+static void test_batching(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+	bool all = true;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 50, 0x5, 0);
+	fk_add_vm(&fk, 2, 50, 0x5, 0);
+	for (g = 0; g < 50; g++) {
+		fill(&fk, 1, g, 0x5000 + g);
+		fill(&fk, 2, g, 0x5000 + g);
+	}
+	cfg = fk_config(&fk);
+	cfg.nominate_batch = 7;
+	cfg.share_batch = 5;
+	cfg.release_batch = 3;
+	ok(!fk_run(&fk, &cfg, &res), "batching: pass succeeds");
+	ok(fk.max_nominate <= 7 && fk.max_nominate == 7, "batching: nominate batches of 7 at most");
+	ok(fk.nominate_calls == 16 && res.nominate_calls == 16,
+	   "batching: 16 nominate calls for 2 x 50 gfns (%zu)", fk.nominate_calls);
+	ok(fk.max_share == 5, "batching: share batches of 5 at most");
+	ok(fk.share_calls == 10, "batching: 10 share calls for 50 shares (%zu)", fk.share_calls);
+	for (g = 0; g < 50; g++)
+		all &= fk_frame_of(&fk, 1, g) != FK_NONE &&
+		       fk_frame_of(&fk, 1, g) == fk_frame_of(&fk, 2, g);
+	ok(all && res.shared == 50, "batching: all 50 pairs shared");
+	fk_end(&fk, "batching");
+}
+
+/* Equal hashes, different bytes: the kernel's compare refuses, the pages stay apart. */
+static void test_collision(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x42);
+	fill(&fk, 2, 0, 0x42 | FK_COLLIDE);
+	fill(&fk, 1, 1, 0x43);
+	fill(&fk, 2, 1, 0x43);
+	ok(fk_hash(0x42) == fk_hash(0x42 | FK_COLLIDE), "collision: the fake hashes collide");
+	ok(!fk_pass(&fk, &res), "collision: pass succeeds");
+	ok(fk.share_err[EILSEQ] == 1 && res.differ == 1, "collision: refused with EILSEQ, counted");
+	ok(fk_frame_of(&fk, 1, 0) == FK_NONE && fk_frame_of(&fk, 2, 0) == FK_NONE,
+	   "collision: both pages private again");
+	ok(fk_content(&fk, 2, 0) == (0x42 | FK_COLLIDE), "collision: the client keeps its bytes");
+	ok(fk_frame_of(&fk, 1, 1) == fk_frame_of(&fk, 2, 1) && res.shared == 1,
+	   "collision: the equal pair is shared");
+	ok(dedup_skipped(&res) == 1 + res.holes, "collision: counted as skipped");
+	fk_end(&fk, "collision");
+}
+
+/* A source that collides with the rest: the rest still share among themselves. */
+static void test_collision_classes(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fk_add_vm(&fk, 3, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x42 | FK_COLLIDE);	/* the lowest page, the first source */
+	fill(&fk, 2, 0, 0x42);
+	fill(&fk, 3, 0, 0x42);
+	ok(!fk_pass(&fk, &res), "collision classes: pass succeeds");
+	f = fk_frame_of(&fk, 2, 0);
+	ok(f != FK_NONE && f == fk_frame_of(&fk, 3, 0) && fk.frames[f].origin_vm == 2,
+	   "collision classes: VMs 2 and 3 share, VM 2 the source");
+	ok(fk_frame_of(&fk, 1, 0) == FK_NONE, "collision classes: VM 1 private again");
+	ok(res.shared == 1 && res.frames == 1 && res.differ == 0,
+	   "collision classes: 1 shared, nothing left differing");
+	fk_end(&fk, "collision classes");
+}
+
+/* Write one page before share call number hook_call. */
+static void hook_write(struct fk *fk, size_t call)
+{
+	if (call == fk->hook_call)
+		fk_write(fk, fk->hook_vm, fk->hook_gfn, fk->hook_content);
+}
+
+/* A client written between nominate and share: nominated again, retried once. */
+static void test_eidrm_retry(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x77);
+	fill(&fk, 2, 0, 0x77);
+	fill(&fk, 1, 1, 0x78);
+	fill(&fk, 2, 1, 0x78);
+	/* Same bytes written again: the handle dies, the hash holds. */
+	fk.before_share = hook_write;
+	fk.hook_vm = 2;
+	fk.hook_gfn = 0;
+	fk.hook_content = 0x77;
+	ok(!fk_pass(&fk, &res), "eidrm: pass succeeds");
+	ok(fk.share_err[EIDRM] == 1, "eidrm: the first share got EIDRM");
+	ok(res.retried == 1, "eidrm: retried once (%" PRIu64 ")", res.retried);
+	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && fk_frame_of(&fk, 1, 0) == fk_frame_of(&fk, 2, 0),
+	   "eidrm: shared after the retry");
+	ok(res.shared == 2 && res.stale == 0, "eidrm: 2 shared, none stale");
+	fk_end(&fk, "eidrm");
+
+	/* Other bytes written: the new hash differs, the page is left alone. */
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x77);
+	fill(&fk, 2, 0, 0x77);
+	fk.before_share = hook_write;
+	fk.hook_vm = 2;
+	fk.hook_gfn = 0;
+	fk.hook_content = 0x99;
+	ok(!fk_pass(&fk, &res), "eidrm changed: pass succeeds");
+	ok(res.retried == 0 && res.stale == 1 && res.shared == 0,
+	   "eidrm changed: not retried, counted stale");
+	ok(fk_frame_of(&fk, 1, 0) == FK_NONE && fk_content(&fk, 2, 0) == 0x99,
+	   "eidrm changed: both private, the write kept");
+	fk_end(&fk, "eidrm changed");
+}
+
+/* The source written before the shares: the next page becomes the source. */
+static void test_estale_promotion(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fk_add_vm(&fk, 3, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x55);
+	fill(&fk, 2, 0, 0x55);
+	fill(&fk, 3, 0, 0x55);
+	fk.before_share = hook_write;
+	fk.hook_vm = 1;
+	fk.hook_gfn = 0;
+	fk.hook_content = 0x56;
+	ok(!fk_pass(&fk, &res), "estale: pass succeeds");
+	ok(fk.share_err[ESTALE] >= 1, "estale: shares into the old source got ESTALE");
+	f = fk_frame_of(&fk, 2, 0);
+	ok(f != FK_NONE && f == fk_frame_of(&fk, 3, 0), "estale: VMs 2 and 3 share a frame");
+	ok(f != FK_NONE && fk.frames[f].origin_vm == 2, "estale: VM 2's page became the source");
+	ok(fk_frame_of(&fk, 1, 0) == FK_NONE && fk_content(&fk, 1, 0) == 0x56,
+	   "estale: the written source is private with its new bytes");
+	ok(res.stale == 1 && res.shared == 1 && res.frames == 1,
+	   "estale: 1 stale, 1 shared, 1 frame");
+	fk_end(&fk, "estale");
+
+	/*
+	 * The source written after a first share (one share a call): the page
+	 * already on its frame takes over, and the frame is kept.
+	 */
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fk_add_vm(&fk, 3, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x55);
+	fill(&fk, 2, 0, 0x55);
+	fill(&fk, 3, 0, 0x55);
+	fk.before_share = hook_write;
+	fk.hook_call = 1;
+	fk.hook_vm = 1;
+	fk.hook_gfn = 0;
+	fk.hook_content = 0x56;
+	cfg = fk_config(&fk);
+	cfg.share_batch = 1;
+	ok(!fk_run(&fk, &cfg, &res), "estale after share: pass succeeds");
+	f = fk_frame_of(&fk, 2, 0);
+	ok(f != FK_NONE && f == fk_frame_of(&fk, 3, 0), "estale after share: VMs 2 and 3 share");
+	ok(f != FK_NONE && fk.frames[f].origin_vm == 1,
+	   "estale after share: VM 1's old frame kept, VM 2 took over as source");
+	ok(fk_frame_of(&fk, 1, 0) == FK_NONE && fk_content(&fk, 1, 0) == 0x56,
+	   "estale after share: the written source is private");
+	ok(res.stale == 1 && res.shared == 1 && res.frames == 1 && res.retried == 0,
+	   "estale after share: 1 stale, 1 shared, 1 frame");
+	fk_end(&fk, "estale after share");
+}
+
+/* Every zero page of a scope on one frame. */
+static void test_zero_pages(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+	int f1, f3;
+	bool one = true;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 16, 0x2, 0);
+	fk_add_vm(&fk, 2, 16, 0x2, 0);
+	fk_add_vm(&fk, 3, 16, 0, 0);
+	for (g = 0; g < 10; g++) {
+		fill(&fk, 1, g, 0);
+		fill(&fk, 2, g + 3, 0);
+	}
+	for (g = 0; g < 5; g++)
+		fill(&fk, 3, g * 2, 0);
+	fill(&fk, 3, 1, 0x1234);
+	ok(!fk_pass(&fk, &res), "zero: pass succeeds");
+	f1 = fk_frame_of(&fk, 1, 0);
+	f3 = fk_frame_of(&fk, 3, 0);
+	for (g = 0; g < 10; g++)
+		one &= fk_frame_of(&fk, 1, g) == f1 && fk_frame_of(&fk, 2, g + 3) == f1;
+	ok(f1 != FK_NONE && one && fk.frames[f1].sharers == 20,
+	   "zero: the group's 20 zero pages on one frame");
+	ok(fk.frames[f1].content == 0, "zero: it is a zero page");
+	one = true;
+	for (g = 0; g < 5; g++)
+		one &= fk_frame_of(&fk, 3, g * 2) == f3;
+	ok(f3 != FK_NONE && f3 != f1 && one && fk.frames[f3].sharers == 5,
+	   "zero: the lone VM's 5 zero pages on a frame of their own");
+	ok(res.zero == 25, "zero: 25 zero pages counted (%" PRIu64 ")", res.zero);
+	ok(res.freed == 23, "zero: 23 frames freed");
+	fk_end(&fk, "zero");
+}
+
+/* Pages with no equal are made private again; so are refused ones. */
+static void test_singletons(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+	bool priv = true;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 32, 0x3, 0);
+	fk_add_vm(&fk, 2, 32, 0x3, 0);
+	for (g = 0; g < 32; g++) {
+		fill(&fk, 1, g, 0x10000 + g);
+		fill(&fk, 2, g, 0x20000 + g);
+	}
+	ok(!fk_pass(&fk, &res), "singletons: pass succeeds");
+	for (g = 0; g < 32; g++)
+		priv &= fk_frame_of(&fk, 1, g) == FK_NONE && fk_frame_of(&fk, 2, g) == FK_NONE;
+	ok(priv, "singletons: every page private again");
+	ok(res.alone == 64 && res.unshared == 64 && res.shared == 0,
+	   "singletons: 64 alone, 64 unshared");
+	ok(fk.share_calls == 0, "singletons: no share call");
+	ok(fk_saved(&fk) == 0, "singletons: nothing saved");
+	fk_end(&fk, "singletons");
+}
+
+/* Holes and pinned pages are skipped and counted. */
+static void test_holes_busy(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 8, 0x4, 0);
+	fk_add_vm(&fk, 2, 8, 0x4, 0);
+	fill(&fk, 1, 0, 0x1);
+	fill(&fk, 2, 0, 0x1);
+	fill(&fk, 1, 1, 0x2);
+	fill(&fk, 2, 1, 0x2);
+	fk_g(&fk, 2, 1)->busy = true;		/* pinned at nominate */
+	fill(&fk, 1, 2, 0x3);
+	fill(&fk, 2, 2, 0x3);
+	fk_g(&fk, 2, 2)->pin_on_share = true;	/* pinned after nominate */
+	ok(!fk_pass(&fk, &res), "holes/busy: pass succeeds");
+	ok(res.holes == 10, "holes/busy: 10 holes (%" PRIu64 ")", res.holes);
+	ok(res.busy == 2, "holes/busy: 2 busy (%" PRIu64 ")", res.busy);
+	ok(res.shared == 1 && fk_frame_of(&fk, 1, 0) == fk_frame_of(&fk, 2, 0),
+	   "holes/busy: the free pair shared");
+	ok(fk_frame_of(&fk, 2, 2) == FK_NONE && fk_frame_of(&fk, 1, 2) == FK_NONE,
+	   "holes/busy: the pinned pair private again");
+	ok(dedup_skipped(&res) == 12, "holes/busy: 12 skipped");
+	fk_end(&fk, "holes/busy");
+}
+
+/* N nominations at R pages/s take N/R seconds, on the fake clock. */
+static void test_rate_limit(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	double secs;
+	uint64_t g;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 500, 0x6, 0);
+	fk_add_vm(&fk, 2, 500, 0x6, 0);
+	for (g = 0; g < 500; g += 2) {
+		fill(&fk, 1, g, g);
+		fill(&fk, 2, g, g);
+	}
+	cfg = fk_config(&fk);
+	cfg.max_pages_per_sec = 100;
+	ok(!fk_run(&fk, &cfg, &res), "rate: pass succeeds");
+	secs = fk.slept / 1e9;
+	ok(secs >= 9.0 && secs <= 10.5, "rate: 1000 pages at 100/s slept %.2f s (about 10)", secs);
+	ok(res.ns >= fk.slept, "rate: the pass took the slept time");
+	ok(fk.max_nominate <= 10, "rate: batches of a tenth of a second (%zu)", fk.max_nominate);
+	ok(res.shared == 250, "rate: the work was done");
+	fk_end(&fk, "rate");
+
+	/* The bucket holds a tenth of a second: 2000 pages at 5000/s sleep 0.3 s. */
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 2000, 0x6, 0);
+	fill(&fk, 1, 0, 1);
+	cfg = fk_config(&fk);
+	cfg.max_pages_per_sec = 5000;
+	ok(!fk_run(&fk, &cfg, &res), "rate 5000: pass succeeds");
+	secs = fk.slept / 1e9;
+	ok(secs >= 0.299 && secs <= 0.301, "rate 5000: 2000 pages slept %.3f s (0.4 less a tenth)",
+	   secs);
+	fk_end(&fk, "rate 5000");
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 500, 0x6, 0);
+	cfg = fk_config(&fk);
+	ok(!fk_run(&fk, &cfg, &res) && fk.slept == 0, "no rate: no sleep");
+	fk_end(&fk, "no rate");
+}
+
+/* A second pass over unchanged VMs changes nothing. */
+static void test_second_pass(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g, saved;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 16, 0x8, 0);
+	fk_add_vm(&fk, 2, 16, 0x8, 0);
+	fk_add_vm(&fk, 3, 16, 0x8, 0);
+	for (g = 0; g < 16; g++) {
+		fill(&fk, 1, g, g % 4);
+		fill(&fk, 2, g, g % 4);
+		fill(&fk, 3, g, 100 + g);
+	}
+	ok(!fk_pass(&fk, &res), "second pass: first pass succeeds");
+	saved = fk_saved(&fk);
+	ok(saved == 28, "second pass: 32 gfns on 4 frames (saved %" PRIu64 ")", saved);
+	fk.share_calls = 0;
+	ok(!fk_pass(&fk, &res), "second pass: second pass succeeds");
+	ok(res.shared == 0 && res.freed == 0 && res.already == 28 && res.frames == 4,
+	   "second pass: nothing new (already %" PRIu64 ")", res.already);
+	ok(res.saved_delta == 0 && fk_saved(&fk) == saved, "second pass: saved unchanged");
+	ok(res.unshared == 16 && fk.share_calls == 0, "second pass: no share call");
+	fk_end(&fk, "second pass");
+}
+
+/* A frame shared by an earlier pass moves in one share, without EIDRM. */
+static void test_merge_frames(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	static const uint64_t two[] = { 7, 5 };
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 3, 4, 0x8, 0);
+	fk_add_vm(&fk, 5, 4, 0x8, 0);
+	fk_add_vm(&fk, 7, 4, 0x8, 0);
+	fill(&fk, 3, 0, 0xfe);
+	fill(&fk, 5, 0, 0xfe);
+	fill(&fk, 7, 0, 0xfe);
+	fill(&fk, 7, 1, 0xfe);
+	cfg = fk_config(&fk);
+	cfg.vm_ids = two;
+	cfg.nr_vm_ids = 2;
+	ok(!fk_run(&fk, &cfg, &res), "merge: pass over VMs 5 and 7 succeeds");
+	f = fk_frame_of(&fk, 5, 0);
+	ok(res.vms == 2 && f != FK_NONE && f == fk_frame_of(&fk, 7, 0) &&
+	   f == fk_frame_of(&fk, 7, 1) && fk.frames[f].origin_vm == 5,
+	   "merge: VM 5 is the source of the first pass");
+	ok(fk_frame_of(&fk, 3, 0) == FK_NONE, "merge: VM 3 untouched");
+	ok(!fk_pass(&fk, &res), "merge: pass over all VMs succeeds");
+	f = fk_frame_of(&fk, 3, 0);
+	ok(f != FK_NONE && f == fk_frame_of(&fk, 5, 0) && f == fk_frame_of(&fk, 7, 0) &&
+	   f == fk_frame_of(&fk, 7, 1) && fk.frames[f].origin_vm == 3,
+	   "merge: all on VM 3's frame");
+	ok(fk.share_calls == 2 && fk.share_err[EIDRM] == 0 && res.retried == 0,
+	   "merge: one share moved the old frame, no EIDRM");
+	ok(res.shared == 3 && res.freed == 1, "merge: 3 gfns moved, 1 frame freed");
+	fk_end(&fk, "merge");
+}
+
+/* A no-intra-VM VM gets one gfn on a frame; the agent does not try for more. */
+static void test_no_intra(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0xc, PAGESHARE_POLICY_NO_INTRA_VM);
+	fk_add_vm(&fk, 2, 4, 0xc, 0);
+	fk_add_vm(&fk, 3, 4, 0, PAGESHARE_POLICY_NO_INTRA_VM);
+	fill(&fk, 1, 0, 0xa);
+	fill(&fk, 1, 1, 0xa);
+	fill(&fk, 2, 0, 0xa);
+	fill(&fk, 2, 1, 0xa);
+	fill(&fk, 3, 0, 0xa);
+	fill(&fk, 3, 1, 0xa);
+	ok(!fk_pass(&fk, &res), "no-intra: pass succeeds");
+	ok(res.vms == 2 && res.vms_skipped == 1, "no-intra: the VM in no group skipped");
+	ok(fk_frame_of(&fk, 3, 0) == FK_NONE && fk_frame_of(&fk, 3, 1) == FK_NONE,
+	   "no-intra: its pages never nominated");
+	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && fk_frame_of(&fk, 1, 0) == fk_frame_of(&fk, 2, 0) &&
+	   fk_frame_of(&fk, 2, 0) == fk_frame_of(&fk, 2, 1),
+	   "no-intra: one gfn of VM 1 shares with VM 2's two");
+	ok(fk_frame_of(&fk, 1, 1) == FK_NONE, "no-intra: VM 1's second gfn private");
+	ok(fk.share_err[EACCES] == 0 && res.policy == 1, "no-intra: no EACCES, 1 kept apart");
+	fk_end(&fk, "no-intra");
+}
+
+/* A VM that exits between the listing and the open is skipped. */
+static void test_vanished(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	static const uint64_t ids[] = { 1, 2, 9 };
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0xd, 0);
+	fk_add_vm(&fk, 2, 4, 0xd, 0);
+	fk_add_vm(&fk, 4, 4, 0xd, 0)->exists = false;
+	fk_add_vm(&fk, 6, 0, 0, 0);	/* a control descriptor: size 0 */
+	fill(&fk, 1, 0, 0xb);
+	fill(&fk, 2, 0, 0xb);
+	ok(!fk_pass(&fk, &res), "vanished: pass succeeds");
+	ok(res.vms == 2 && res.vms_gone == 1 && res.vms_skipped == 1,
+	   "vanished: 2 VMs scanned, 1 gone, 1 without memory");
+	ok(res.shared == 1, "vanished: the others shared");
+	cfg = fk_config(&fk);
+	cfg.vm_ids = ids;
+	cfg.nr_vm_ids = 3;
+	ok(!fk_run(&fk, &cfg, &res) && res.vms_gone == 1, "vanished: a named VM that is gone");
+	fk_end(&fk, "vanished");
+}
+
+/* --verify runs the audit once per pass. */
+static void test_verify(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0xe, 0);
+	fk_add_vm(&fk, 2, 4, 0xe, 0);
+	fill(&fk, 1, 0, 0xb);
+	fill(&fk, 2, 0, 0xb);
+	cfg = fk_config(&fk);
+	ok(!fk_run(&fk, &cfg, &res) && res.audit == -1 && fk.audits == 0,
+	   "verify: no audit without --verify");
+	cfg.verify = true;
+	ok(!fk_run(&fk, &cfg, &res) && res.audit == 0 && fk.audits == 1,
+	   "verify: one audit, no problem");
+	fk_end(&fk, "verify");
+}
+
+/* A frame full at max_sharers: the next page starts a new one. */
+static void test_max_sharers(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+	int f0, f3;
+
+	fk_init(&fk);
+	fk.max_sharers = 3;
+	fk_add_vm(&fk, 1, 8, 0, 0);
+	for (g = 0; g < 7; g++)
+		fill(&fk, 1, g, 0xcafe);
+	ok(!fk_pass(&fk, &res), "max_sharers: pass succeeds");
+	f0 = fk_frame_of(&fk, 1, 0);
+	f3 = fk_frame_of(&fk, 1, 3);
+	ok(f0 != FK_NONE && fk.frames[f0].sharers == 3, "max_sharers: first frame full (3)");
+	ok(f3 != FK_NONE && f3 != f0 && fk.frames[f3].sharers == 3,
+	   "max_sharers: second frame full (3)");
+	ok(fk_frame_of(&fk, 1, 6) == FK_NONE, "max_sharers: the last page private");
+	ok(res.shared == 4 && res.frames == 2 && res.errors == 0,
+	   "max_sharers: 4 shared onto 2 frames");
+	fk_end(&fk, "max_sharers");
+}
+
+static int stop_flag;
+
+static void stop_after_first(void *ctx, const struct dedup_progress *pr)
+{
+	(void)ctx;
+	if (pr->event == DEDUP_EV_NOMINATE)
+		__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+}
+
+/* A stop request ends the pass early and leaves no gfn nominated. */
+static void test_stop(void)
+{
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 64, 0xf, 0);
+	fk_add_vm(&fk, 2, 64, 0xf, 0);
+	for (g = 0; g < 64; g++) {
+		fill(&fk, 1, g, g);
+		fill(&fk, 2, g, g);
+	}
+	__atomic_store_n(&stop_flag, 0, __ATOMIC_RELAXED);
+	cfg = fk_config(&fk);
+	cfg.nominate_batch = 16;
+	cfg.stop = &stop_flag;
+	cfg.progress = stop_after_first;
+	ok(!fk_run(&fk, &cfg, &res), "stop: pass ends without error");
+	ok(res.interrupted && res.scanned == 16, "stop: stopped after one batch (%" PRIu64 ")",
+	   res.scanned);
+	ok(fk.share_calls == 0 && res.unshared == 16, "stop: nothing shared, all released");
+	fk_end(&fk, "stop");
+}
+
+static uint64_t rng_state;
+
+static uint64_t rnd(uint64_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state % n;
+}
+
+/* Write random pages before random share calls. */
+static void hook_random_writes(struct fk *fk, size_t call)
+{
+	int i;
+
+	(void)call;
+	for (i = 0; i < 3; i++) {
+		struct fk_vm *vm = &fk->vms[rnd(fk->nr_vms)];
+
+		if (vm->pages && rnd(2))
+			fk_write(fk, vm->id, rnd(vm->pages), rnd(3) ? rnd(4) : 0x1000 + rnd(1000));
+	}
+}
+
+/* The scope of a VM: its group, or itself. */
+static uint64_t fk_scope(const struct fk_vm *vm)
+{
+	return vm->group ? vm->group : (1ULL << 62) + vm->id;
+}
+
+/*
+ * Whether every set of equal pages in a scope is on one frame and every
+ * page without an equal is private: what a pass without interference must
+ * leave (without pinned pages or no-intra-VM VMs).
+ */
+static bool fk_optimal(struct fk *fk)
+{
+	int i, j;
+	uint64_t k, l;
+
+	for (i = 0; i < fk->nr_vms; i++) {
+		for (k = 0; k < fk->vms[i].pages; k++) {
+			struct fk_gfn *g = &fk->vms[i].g[k];
+			uint64_t c = fk_content(fk, fk->vms[i].id, k);
+			bool twin = false;
+
+			if (!g->touched)
+				continue;
+			for (j = 0; j < fk->nr_vms; j++) {
+				if (fk_scope(&fk->vms[j]) != fk_scope(&fk->vms[i]))
+					continue;
+				for (l = 0; l < fk->vms[j].pages; l++) {
+					struct fk_gfn *h = &fk->vms[j].g[l];
+
+					if (!h->touched || (i == j && k == l) ||
+					    fk_content(fk, fk->vms[j].id, l) != c)
+						continue;
+					twin = true;
+					if (g->frame == FK_NONE || g->frame != h->frame)
+						return false;
+				}
+			}
+			if (!twin && g->frame != FK_NONE)
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Random VMs, groups, contents, batch sizes and writes during the pass. */
+static void test_random(void)
+{
+	int seed, bad_check = 0, bad_content = 0, bad_optimal = 0, bad_alone = 0, bad_err = 0;
+	int runs = 300;
+
+	for (seed = 1; seed <= runs; seed++) {
+		static const uint64_t groups[] = { 0, 0x1111, 0x2222 };
+		struct dedup_config cfg;
+		struct dedup_result res;
+		bool writes = seed % 2;
+		struct fk fk;
+		int i, nvms, pass;
+		uint64_t k;
+
+		rng_state = 0x9E3779B97F4A7C15ULL * seed;
+		fk_init(&fk);
+		nvms = 2 + rnd(4);
+		for (i = 0; i < nvms; i++) {
+			struct fk_vm *vm = fk_add_vm(&fk, 1 + rnd(1000), 24, groups[rnd(3)], 0);
+
+			if (fk_vm(&fk, vm->id) != vm)	/* an id drawn twice */
+				vm->id += 1000 + i;
+			for (k = 0; k < 24; k++) {
+				if (rnd(5) == 0)
+					continue;	/* a hole */
+				fill(&fk, vm->id, k, rnd(4) ? rnd(6) : rnd(3) ? 0x1000 + rnd(50) :
+				     (rnd(6) | FK_COLLIDE));
+			}
+		}
+		if (writes) {
+			fk.before_share = hook_random_writes;
+			fk.max_sharers = 2 + rnd(6);
+		}
+		for (pass = 0; pass < 2; pass++) {
+			cfg = fk_config(&fk);
+			cfg.nominate_batch = 1 + rnd(30);
+			cfg.share_batch = 1 + rnd(10);
+			cfg.release_batch = 1 + rnd(10);
+			if (fk_run(&fk, &cfg, &res))
+				bad_err++;
+			if (fk_check(&fk) || fk.open_fds)
+				bad_check++;
+			/* Every gfn reads its last write, whatever was shared. */
+			for (i = 0; i < nvms; i++)
+				for (k = 0; k < 24; k++)
+					if (fk.vms[i].g[k].touched &&
+					    fk_content(&fk, fk.vms[i].id, k) != fk.vms[i].g[k].want)
+						bad_content++;
+			if (!writes && !fk_optimal(&fk))
+				bad_optimal++;
+			if (!writes && fk_nominated_alone(&fk))
+				bad_alone++;
+			/* Between passes: a few writes, so the second pass has work. */
+			for (i = 0; i < 4; i++) {
+				struct fk_vm *vm = &fk.vms[rnd(nvms)];
+
+				fk_write(&fk, vm->id, rnd(24), rnd(6));
+			}
+		}
+		fk_free(&fk);
+	}
+	ok(!bad_err, "random: %d configurations, two passes each, no error", runs);
+	ok(!bad_check, "random: fake kernel invariants always hold (%d bad)", bad_check);
+	ok(!bad_content, "random: every gfn reads its last write (%d bad)", bad_content);
+	ok(!bad_optimal, "random: without writes, every set of equal pages on one frame (%d bad)",
+	   bad_optimal);
+	ok(!bad_alone, "random: without writes, no gfn left nominated alone (%d bad)", bad_alone);
+}
+
+int main(void)
+{
+	printf("TAP version 13\n");
+	test_xxh64();
+	test_scopes();
+	test_source_lowest();
+	test_batching();
+	test_collision();
+	test_collision_classes();
+	test_eidrm_retry();
+	test_estale_promotion();
+	test_zero_pages();
+	test_singletons();
+	test_holes_busy();
+	test_rate_limit();
+	test_second_pass();
+	test_merge_frames();
+	test_no_intra();
+	test_vanished();
+	test_verify();
+	test_max_sharers();
+	test_stop();
+	test_random();
+	return tap_done();
+}
