@@ -8,6 +8,8 @@
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make shell      the test VM with a shell on its console
 #   make stress     the model-checked stress test alone (SEED=, OPS=)
+#   make bench      the benchmarks against KSM and anonymous memory (release
+#                   kernel): a table and build/bench/results.json
 #
 # The test VM needs neither /dev/kvm nor module loading on this machine:
 # see tools/testing/pageshare-vm/vmtest.
@@ -18,7 +20,7 @@ VMTEST := $(CURDIR)/tools/testing/pageshare-vm/vmtest
 # The KUnit suites go into the module only where the kernel has KUnit.
 KUNIT ?= $(shell grep -qs '^CONFIG_KUNIT=y' $(KDIR)/.config && echo y)
 
-.PHONY: all module modules_install clean check demo lint shell stress
+.PHONY: all module modules_install clean check demo lint shell stress bench
 
 all: module
 
@@ -44,6 +46,10 @@ shell:
 # The model-checked stress test alone: make stress SEED=7 OPS=1000000 [KVM=1]
 stress:
 	SEED=$(SEED) OPS=$(OPS) KVM=$(KVM) $(VMTEST) stress
+
+# ONLY=dedup_vs_ksm,... runs some of them (names in bench_test.c).
+bench:
+	FLAVOUR=release BENCH_ONLY=$(ONLY) $(VMTEST) bench
 
 clean:
 	rm -rf build
