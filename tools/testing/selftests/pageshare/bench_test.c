@@ -135,19 +135,26 @@ static long meminfo(const char *field)
 	return kb * 1024;
 }
 
-static long ksm_read(const char *name)
+/* A number from a sysfs or debugfs file; -1 if it cannot be read. */
+static long read_long(const char *path)
 {
-	char path[128], buf[32] = "";
-	int fd;
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY);
 
-	snprintf(path, sizeof(path), KSM "%s", name);
-	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
 	if (read(fd, buf, sizeof(buf) - 1) < 0)
 		buf[0] = 0;
 	close(fd);
 	return strtol(buf, NULL, 10);
+}
+
+static long ksm_read(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), KSM "%s", name);
+	return read_long(path);
 }
 
 static int ksm_write(const char *name, long v)
@@ -362,7 +369,11 @@ static double guest_run(struct guest *g, uint64_t rip, uint64_t rax, uint64_t rb
 		return -1;
 	sregs.cr0 |= 1;		/* protected mode, no paging */
 	sregs.cs = cs;
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = ds;
+	sregs.ds = ds;
+	sregs.es = ds;
+	sregs.fs = ds;
+	sregs.gs = ds;
+	sregs.ss = ds;
 	if (ioctl(g->k.vcpu, KVM_SET_SREGS, &sregs))
 		return -1;
 	memset(&regs, 0, sizeof(regs));
@@ -395,18 +406,11 @@ static double guest_run(struct guest *g, uint64_t rip, uint64_t rax, uint64_t rb
 /* A counter of the guest's KVM VM, from debugfs; -1 if there is none. */
 static long kvm_stat(struct guest *g, const char *name)
 {
-	char path[128], buf[32] = "";
-	int fd;
+	char path[128];
 
 	snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%d-%d/%s", getpid(),
 		 g->k.vm, name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	if (read(fd, buf, sizeof(buf) - 1) < 0)
-		buf[0] = 0;
-	close(fd);
-	return strtol(buf, NULL, 10);
+	return read_long(path);
 }
 
 static double guest_touch(struct guest *g, size_t pages, uint32_t value)
@@ -950,7 +954,8 @@ struct worker {
 	int err;
 };
 
-static volatile int go;
+/* The threads start together; read and written with __atomic builtins. */
+static int go;
 
 /* Nominate both, share, unshare both, again: disjoint VMs per thread. */
 static void *work(void *arg)
@@ -965,7 +970,7 @@ static void *work(void *arg)
 
 	e[0] = calloc(n, sizeof(*e[0]));
 	e[1] = calloc(n, sizeof(*e[1]));
-	while (!go)
+	while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE))
 		;
 	end = now() + w->seconds;
 	while (now() < end) {
@@ -1002,7 +1007,7 @@ static int parallel(int threads, size_t pages, double seconds, double *rate)
 	int t, k;
 
 	memset(w, 0, sizeof(w));
-	go = 0;
+	__atomic_store_n(&go, 0, __ATOMIC_RELEASE);
 	for (t = 0; t < threads; t++) {
 		w[t].pages = pages;
 		w[t].seconds = seconds;
@@ -1013,7 +1018,7 @@ static int parallel(int threads, size_t pages, double seconds, double *rate)
 		}
 		CHECK(!pthread_create(&w[t].tid, NULL, work, &w[t]), "thread");
 	}
-	go = 1;
+	__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
 	for (t = 0; t < threads; t++) {
 		pthread_join(w[t].tid, NULL);
 		CHECK(!w[t].err, "a batch failed in thread %d", t);
