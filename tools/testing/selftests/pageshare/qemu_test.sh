@@ -162,6 +162,8 @@ mkdir -p $W
 trap cleanup EXIT
 
 PSMEM="-object memory-backend-file,id=ram0,mem-path=/dev/pageshare,size=${GUEST_MIB}M,share=on -machine memory-backend=ram0"
+say "Starting two guests with Debian's QEMU, one after the other (under emulation,"
+say "each boot takes 15 to 30 s)..."
 boot0=$(date +%s)
 # shellcheck disable=SC2086
 start 1 $PSMEM
@@ -243,7 +245,8 @@ if [ -n "$demo" ]; then
 	say "madvise(MADV_MERGEABLE) marked, and /dev/pageshare memory is a shared file"
 	say "mapping whose pages the module owns. So the same two guests boot again on"
 	say "anonymous RAM (no memory-backend; QEMU's default mem-merge=on marks it"
-	say "mergeable), and ksmd, at its default rate, scans them until it stops finding more:"
+	say "mergeable), and ksmd, at its default rate, scans them until it stops finding"
+	say "more (at most ${KSM_SECONDS} s):"
 	if [ -d $KSM ] && ksmd=$(pidof ksmd); then
 		start 1
 		start 2
