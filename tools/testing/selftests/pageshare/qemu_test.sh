@@ -28,7 +28,8 @@
 #
 # Environment: QEMU, GUEST_KERNEL, GUEST_INITRD, GUEST_MIB (RAM, 96),
 # BUFFER_MIB (the pattern, 24), MIN_SAVED_MIB (20), TIMEOUT (seconds per
-# step, 300), KSM_SECONDS (at most, for --demo's KSM run, 90).
+# step, 300), BOOT_TIMEOUT (seconds per boot, 120), KSM_SECONDS (at most,
+# for --demo's KSM run, 90).
 
 QEMU=${QEMU:-qemu-system-x86_64}
 GUEST_KERNEL=${GUEST_KERNEL:-/boot/bzImage}
@@ -38,6 +39,7 @@ BUFFER_MIB=${BUFFER_MIB:-24}
 MIN_SAVED_MIB=${MIN_SAVED_MIB:-20}
 TIMEOUT=${TIMEOUT:-300}
 KSM_SECONDS=${KSM_SECONDS:-90}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 W=/tmp/qemu_test
 KSM=/sys/kernel/mm/ksm
 demo=
@@ -46,6 +48,7 @@ demo=
 n=0
 failed=0
 pids=
+retries=0
 t0=$(date +%s)
 
 say() { [ -n "$demo" ] && echo "$*"; }
@@ -64,13 +67,24 @@ ok() {
 	fi
 }
 
-cleanup() {
-	for p in $pids; do
-		kill "$p" 2>/dev/null
-	done
-	for p in $pids; do
+# stop PID...: SIGTERM, then SIGKILL if it is still there after 10 s (a
+# QEMU whose vCPU is stuck does not act on SIGTERM).
+stop() {
+	kill "$@" 2>/dev/null
+	t=0
+	for p; do
+		while kill -0 "$p" 2>/dev/null && [ $t -lt 10 ]; do
+			sleep 1
+			t=$((t + 1))
+		done
+		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
+}
+
+cleanup() {
+	# shellcheck disable=SC2086
+	[ -n "$pids" ] && stop $pids
 	pids=
 }
 
@@ -91,35 +105,47 @@ skip_all() {
 	exit 4
 }
 
-# wait_for GUEST REGEX: the guest's console has a line matching REGEX.
+# wait_for GUEST REGEX SECONDS: the guest's console has a line matching
+# REGEX within SECONDS.
 wait_for() {
 	t=0
 	while ! grep -q "$2" $W/g$1.log 2>/dev/null; do
 		sleep 1
 		t=$((t + 1))
-		[ $t -ge "$TIMEOUT" ] && return 1
+		[ $t -ge "$3" ] && return 1
 	done
 	return 0
 }
 
 # start GUEST MEMORY-OPTIONS...: boot a guest and wait for its READY line.
-# One at a time: two nested guests booting at once under TCG starve.
+# One at a time: two nested guests booting at once under TCG starve. A boot
+# that does not come up within BOOT_TIMEOUT is tried again, twice at most:
+# under nested TCG a guest kernel can hang while it boots (testing.rst).
 start() {
 	g=$1
 	shift
-	rm -f $W/g$g.in $W/g$g.out $W/g$g.log
-	# QEMU's pipe chardev: it reads g.in and writes g.out.
-	mkfifo $W/g$g.in $W/g$g.out
-	cat $W/g$g.out > $W/g$g.log < /dev/null &
-	pids="$pids $!"
-	"$QEMU" -machine q35 -accel kvm -cpu host -smp 1 -m ${GUEST_MIB}M "$@" \
-		-nodefaults -display none -no-reboot \
-		-kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
-		-append "console=ttyS0 quiet panic=-1 no-kvmclock rdinit=/init $BUFFER_MIB" \
-		-serial pipe:$W/g$g < /dev/null > $W/qemu$g.log 2>&1 &
-	pids="$pids $!"
-	wait_for $g '^READY' || bail "guest $g did not come up (QEMU: $(tail -3 $W/qemu$g.log))"
-	note "guest $g is up"
+	for try in 1 2 3; do
+		rm -f $W/g$g.in $W/g$g.out $W/g$g.log
+		# QEMU's pipe chardev: it reads g.in and writes g.out.
+		mkfifo $W/g$g.in $W/g$g.out
+		cat $W/g$g.out > $W/g$g.log < /dev/null &
+		cat_pid=$!
+		"$QEMU" -machine q35 -accel kvm -cpu host -smp 1 -m ${GUEST_MIB}M "$@" \
+			-nodefaults -display none -no-reboot \
+			-kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
+			-append "console=ttyS0 quiet panic=-1 no-kvmclock rdinit=/init $BUFFER_MIB" \
+			-serial pipe:$W/g$g < /dev/null > $W/qemu$g.log 2>&1 &
+		qemu_pid=$!
+		if wait_for $g '^READY' "$BOOT_TIMEOUT"; then
+			pids="$pids $cat_pid $qemu_pid"
+			note "guest $g is up"
+			return
+		fi
+		stop $qemu_pid $cat_pid
+		echo "# guest $g: boot $try did not come up in $BOOT_TIMEOUT s (QEMU: $(tail -1 $W/qemu$g.log))"
+		retries=$((retries + 1))
+	done
+	bail "guest $g did not come up in 3 boots"
 }
 
 # last_check GUEST: the guest's last "CHECK OK|BAD version sum" line.
@@ -177,9 +203,9 @@ say "   boot the same Linux kernel, whose init fills a ${BUFFER_MIB} MiB buffer 
 sum1=$(last_check 1)
 sum2=$(last_check 2)
 [ "${sum1%% *}" = CHECK ] && [ "$sum1" = "$sum2" ] && case "$sum1" in "CHECK OK "*) true ;; *) false ;; esac
-ok $? "both guests booted and filled their buffers (${booted} s): $sum1"
+ok $? "both guests booted and filled their buffers (${booted} s, $retries boots retried): $sum1"
 
-ids=$(pageshare vms | awk 'NR > 1 && $4 > 0 { print $1 }' | tr '\n' ' ')
+ids=$(timeout "$TIMEOUT" pageshare vms | awk 'NR > 1 && $4 > 0 { print $1 }' | tr '\n' ' ')
 set -- $ids
 [ $# = 2 ]
 ok $? "pageshare vms lists the two QEMU VMs: $ids"
@@ -188,11 +214,11 @@ ok $? "pageshare vms lists the two QEMU VMs: $ids"
 private0=$(counter private_pages)
 saved0=$(counter saved_frames)
 say "2. Before: the two guests use $(mib "$private0") MiB of host memory ($private0 pages)."
-pageshare group "$1" "$2" > $W/group.log 2>&1
+timeout "$TIMEOUT" pageshare group "$1" "$2" > $W/group.log 2>&1
 ok $? "pageshare group $1 $2: the VMs share a group"
 
 cpu0=$(child_cpu)
-pageshare dedup --verify --quiet > $W/dedup.log 2>&1
+timeout "$TIMEOUT" pageshare dedup --verify --quiet > $W/dedup.log 2>&1
 rc=$?
 ps_cpu=$(($(child_cpu) - cpu0))
 line=$(grep '^dedup:' $W/dedup.log | tail -1)
@@ -233,7 +259,7 @@ ok $? "both guests rewrote their buffers and read them back ($cow copy-on-write 
 say "5. Both guests read their buffers back unchanged ($a1), then rewrote them:"
 say "   $cow copy-on-write breaks, and each reads its own new bytes ($w1)."
 
-audit=$(pageshare audit 2>&1)
+audit=$(timeout "$TIMEOUT" pageshare audit 2>&1)
 [ "$audit" = "audit: 0 problems" ]
 ok $? "pageshare audit: $audit"
 say "6. pageshare audit: ${audit#audit: }."
