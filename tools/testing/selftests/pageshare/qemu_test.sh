@@ -156,7 +156,8 @@ last_check() {
 # ask GUEST WORD: send WORD and wait for the next CHECK line.
 ask() {
 	before=$(grep -c 'CHECK ' $W/g$1.log)
-	echo "$2" > $W/g$1.in
+	# Opening a FIFO waits for its reader: bounded, in case QEMU is gone.
+	timeout 10 sh -c "echo $2 > $W/g$1.in" || return 1
 	t=0
 	while [ "$(grep -c 'CHECK ' $W/g$1.log)" -le "$before" ]; do
 		sleep 1
