@@ -10,8 +10,32 @@
 # With -v splats_only=1 it only checks the kernel log and says so in one
 # line (for the demo).
 
+# "Call Trace:" catches whatever prints a stack under a heading not named
+# here; the report shows each splat with the lines around it.
 function splat(line) {
-	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|kernel BUG|invalid opcode|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON|unreferenced object|new suspected memory leaks|INFO: task .* blocked|soft lockup|detected stalls|list_add corruption|list_del corruption|Call Trace:)/
+	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|kernel BUG|invalid opcode|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON|unreferenced object|new suspected memory leaks|INFO: task .* blocked|soft lockup|hard LOCKUP|detected stall|detected expedited stall|self-detected stall|unchecked MSR access|page allocation failure|invoked oom-killer|list_add corruption|list_del corruption|Call Trace:)/
+}
+
+# Prints the log lines around each splat, 4 before it to 30 after it,
+# windows that overlap merged, at most 300 lines in all.
+function show_splats(txt, ntxt, at, n,	i, from, to, last, printed) {
+	last = 0
+	printed = 0
+	for (i = 1; i <= n && printed < 300; i++) {
+		from = at[i] - 4
+		to = at[i] + 30
+		if (from <= last)
+			from = last + 1
+		else if (last)
+			print "  ..."
+		if (from < 1)
+			from = 1
+		for (; from <= to && from <= ntxt && printed < 300; from++) {
+			print txt[from]
+			printed++
+		}
+		last = to
+	}
 }
 
 function add_suite(name, kind) {
@@ -81,8 +105,9 @@ cur == "" {
 }
 
 kind == "log" {
+	klog[++nklog] = $0
 	if (splat($0))
-		splats[++nsplats] = $0
+		splats[++nsplats] = nklog
 	next
 }
 
@@ -129,14 +154,23 @@ kind == "kunit" && /^[ \t]+1\.\.[0-9]+/ {
 END {
 	# The console has what was printed even if the VM died before dmesg.
 	if (console != "") {
-		while ((getline line < console) > 0)
+		while ((getline line < console) > 0) {
+			sub(/\r$/, "", line)
+			clog[++nclog] = line
 			if (splat(line))
-				csplats[++ncsplats] = line
+				csplats[++ncsplats] = nclog
+		}
 		close(console)
 	}
-	if (!nsplats)
+	# Without dmesg (the VM died first) the console is all there is.
+	if (!nsplats) {
+		nklog = nclog
+		for (i = 1; i <= nclog; i++)
+			klog[i] = clog[i]
+		nsplats = ncsplats
 		for (i = 1; i <= ncsplats; i++)
-			splats[++nsplats] = csplats[i]
+			splats[i] = csplats[i]
+	}
 
 	if (splats_only) {
 		if (!nsplats) {
@@ -144,8 +178,7 @@ END {
 			exit 0
 		}
 		print "The VM's kernel log has splats:"
-		for (i = 1; i <= nsplats && i <= 40; i++)
-			print splats[i]
+		show_splats(klog, nklog, splats, nsplats)
 		exit 1
 	}
 
@@ -168,14 +201,15 @@ END {
 	}
 
 	for (s in show) {
+		if (!nlines[s])
+			continue
 		printf "\n--- output of %s ---\n", s
 		for (i = 1; i <= nlines[s] && i <= 200; i++)
 			print lines[s, i]
 	}
 	if (nsplats) {
-		print "\n--- kernel log: splats ---"
-		for (i = 1; i <= nsplats && i <= 40; i++)
-			print splats[i]
+		print "\n--- kernel log: splats, with the lines around them ---"
+		show_splats(klog, nklog, splats, nsplats)
 	}
 	if (nfailures) {
 		print "\nFailed:"
