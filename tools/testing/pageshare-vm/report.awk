@@ -13,7 +13,7 @@
 # "Call Trace:" catches whatever prints a stack under a heading not named
 # here; the report shows each splat with the lines around it.
 function splat(line) {
-	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|kernel BUG|invalid opcode|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON|unreferenced object|new suspected memory leaks|INFO: task .* blocked|soft lockup|hard LOCKUP|detected stall|detected expedited stall|self-detected stall|unchecked MSR access|page allocation failure|invoked oom-killer|list_add corruption|list_del corruption|Call Trace:)/
+	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|kernel BUG|invalid opcode|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON|unreferenced object|new suspected memory leaks|INFO: task .* blocked|soft lockup|hard LOCKUP|detected stall|detected expedited stall|unchecked MSR access|page allocation failure|invoked oom-killer|list_add corruption|list_del corruption|Call Trace:)/
 }
 
 # Prints the log lines around each splat, 4 before it to 30 after it,
