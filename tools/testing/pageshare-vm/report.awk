@@ -152,24 +152,17 @@ kind == "kunit" && /^[ \t]+1\.\.[0-9]+/ {
 }
 
 END {
-	# The console has what was printed even if the VM died before dmesg.
-	if (console != "") {
+	# The console has what was printed even if the VM died before dmesg:
+	# without splats in dmesg, look there instead.
+	if (console != "" && !nsplats) {
+		nklog = 0
 		while ((getline line < console) > 0) {
 			sub(/\r$/, "", line)
-			clog[++nclog] = line
+			klog[++nklog] = line
 			if (splat(line))
-				csplats[++ncsplats] = nclog
+				splats[++nsplats] = nklog
 		}
 		close(console)
-	}
-	# Without dmesg (the VM died first) the console is all there is.
-	if (!nsplats) {
-		nklog = nclog
-		for (i = 1; i <= nclog; i++)
-			klog[i] = clog[i]
-		nsplats = ncsplats
-		for (i = 1; i <= ncsplats; i++)
-			splats[i] = csplats[i]
 	}
 
 	if (splats_only) {
