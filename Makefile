@@ -17,8 +17,15 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 MODDIR := $(CURDIR)/drivers/virt/pageshare
 VMTEST := $(CURDIR)/tools/testing/pageshare-vm/vmtest
-# The KUnit suites go into the module only where the kernel has KUnit.
-KUNIT ?= $(shell grep -qs '^CONFIG_KUNIT=y' $(KDIR)/.config && echo y)
+# The KUnit suites run at every load of a module built with them, so they
+# are only built when asked for (make KUNIT=y), and only for a kernel with
+# CONFIG_KUNIT=y (the test VM's kernels: vmtest asks for them).
+KUNIT ?= n
+ifeq ($(KUNIT),y)
+ifeq ($(shell grep -qs '^CONFIG_KUNIT=y' $(KDIR)/.config && echo y),)
+$(error KUNIT=y needs a kernel built with CONFIG_KUNIT=y)
+endif
+endif
 
 .PHONY: all module modules_install clean check demo lint shell stress bench
 
@@ -26,7 +33,7 @@ all: module
 
 module:
 	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_PAGESHARE=m \
-		CONFIG_PAGESHARE_KUNIT_TEST=$(KUNIT) modules
+		$(if $(filter y,$(KUNIT)),CONFIG_PAGESHARE_KUNIT_TEST=y) modules
 
 modules_install:
 	$(MAKE) -C $(KDIR) M=$(MODDIR) CONFIG_PAGESHARE=m modules_install

@@ -17,24 +17,38 @@
 #include "pageshare.h"
 
 #define PS_TEST_PAGES	64
-/* Not a random id ps_set_policy() would make, but as good for a test. */
-#define PS_TEST_GROUP	0x7e57ULL
 
 static void ps_test_destroy_action(void *vm)
 {
 	ps_vm_destroy(vm);
 }
 
+/*
+ * The test's share group: made by ps_set_policy() for the test's first VM,
+ * like any other group, so that no real VM's group can be the same.
+ */
+static u64 ps_test_group(struct kunit *test)
+{
+	return (u64)(uintptr_t)test->priv;
+}
+
 static struct ps_vm *ps_test_vm(struct kunit *test)
 {
 	struct ps_vm *vm = ps_vm_create();
+	struct pageshare_policy p = { .flags = PAGESHARE_POLICY_NEW_GROUP };
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(vm));
 	KUNIT_ASSERT_EQ(test, 0,
 			kunit_add_action_or_reset(test, ps_test_destroy_action, vm));
 	KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(vm, PS_TEST_PAGES * PAGE_SIZE));
 	/* The test VMs may share with each other: one share group. */
-	vm->group = PS_TEST_GROUP;
+	if (!test->priv) {
+		KUNIT_ASSERT_EQ(test, 0, ps_set_policy(vm, &p));
+		test->priv = (void *)(uintptr_t)p.group;
+	}
+	p.flags = 0;
+	p.group = ps_test_group(test);
+	KUNIT_ASSERT_EQ(test, 0, ps_set_policy(vm, &p));
 	return vm;
 }
 
@@ -455,7 +469,7 @@ static void ps_test_audit_catches(struct kunit *test)
 	/* Sharers outside one share group, and a no-intra VM twice on a frame. */
 	b->group = 0;
 	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
-	b->group = PS_TEST_GROUP;
+	b->group = ps_test_group(test);
 	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 0, ha, b, 1, ps_test_nominate(test, b, 1), false));
 	ps_test_audit_clean(test);
 	b->policy = PAGESHARE_POLICY_NO_INTRA_VM;
@@ -468,7 +482,7 @@ static void ps_test_policy(struct kunit *test)
 {
 	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
 	struct ps_vm *loner = ps_test_vm(test), *d = ps_test_vm(test);
-	struct pageshare_policy p = { .group = PS_TEST_GROUP };
+	struct pageshare_policy p = { .group = ps_test_group(test) };
 	u64 ha, hd0, hd1;
 
 	for (int i = 0; i < 4; i++) {
@@ -499,12 +513,12 @@ static void ps_test_policy(struct kunit *test)
 	p.flags = 1U << 7;
 	KUNIT_EXPECT_EQ(test, ps_set_policy(d, &p), -EINVAL);
 	p.flags = 0;
-	p.group = PS_TEST_GROUP + 1;
+	p.group = ~ps_test_group(test);
 	KUNIT_EXPECT_EQ(test, ps_set_policy(d, &p), -ENOENT);
-	KUNIT_EXPECT_EQ(test, d->group, PS_TEST_GROUP);
+	KUNIT_EXPECT_EQ(test, d->group, ps_test_group(test));
 
 	/* No intra-VM sharing for d, even through another VM's frame. */
-	p.group = PS_TEST_GROUP;
+	p.group = ps_test_group(test);
 	p.flags = PAGESHARE_POLICY_NO_INTRA_VM;
 	KUNIT_ASSERT_EQ(test, 0, ps_set_policy(d, &p));
 	hd0 = ps_test_nominate(test, d, 0);
@@ -528,7 +542,7 @@ static void ps_test_policy(struct kunit *test)
 	p.flags = PAGESHARE_POLICY_NEW_GROUP;
 	KUNIT_ASSERT_EQ(test, 0, ps_set_policy(d, &p));
 	KUNIT_EXPECT_NE(test, p.group, 0);
-	KUNIT_EXPECT_NE(test, p.group, PS_TEST_GROUP);
+	KUNIT_EXPECT_NE(test, p.group, ps_test_group(test));
 	KUNIT_EXPECT_EQ(test, d->group, p.group);
 	KUNIT_EXPECT_EQ(test, ps_share(a, 0, ha, d, 1, hd1, false), -EACCES);
 	ps_test_audit_clean(test);
