@@ -5,8 +5,8 @@
  * 1. Open each VM by id and read its share group and policy. A VM's share
  *    scope is its group, or, for group 0, the VM alone.
  * 2. Nominate every gfn with PAGESHARE_NOMINATE_HASH, in batches, at most
- *    max_pages_per_sec a second. Holes (ENODATA) and pinned pages (EBUSY)
- *    are counted and skipped.
+ *    max_pages_per_sec a second. Holes (ENODATA), pinned pages (EBUSY) and
+ *    pages with a memory error (EHWPOISON) are counted and skipped.
  * 3. Sort the nominated gfns by (scope, hash). In each group of equal
  *    hashes the source is the gfn of the lowest VM id, then the lowest
  *    gfn: the frame that survives a share is the source's, and picking it
@@ -521,6 +521,7 @@ static int dd_nominate_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64
 				res->holes++;
 				break;
 			case -EBUSY:
+			case -EHWPOISON:	/* a memory error: never shared */
 				res->busy++;
 				break;
 			case -ENXIO:
@@ -736,6 +737,7 @@ static void dd_share_result(struct dd_pass *p, size_t k)
 		state = DD_DIFFER;
 		break;
 	case -EBUSY:
+	case -EHWPOISON:
 		state = DD_BUSY;
 		break;
 	case -EACCES:

@@ -5,7 +5,8 @@
  * always there, so an operator can ask a production host.
  *
  * Invariants:
- * - every entry is below its VM's size;
+ * - every entry is below its VM's size, or below the size a shrink or the
+ *   teardown is freeing it from;
  * - a private page has no frame; a page in shared state has one, whose
  *   handle is non-zero and was issued, and whose reverse map has the gfn;
  * - every key of a frame's reverse map names a live VM whose entry at that
@@ -67,15 +68,25 @@ static int ps_audit_cmp(const void *x, const void *y)
 
 static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 {
-	long private = 0, shared = 0, nominated = 0;
+	long private = 0, shared = 0, nominated = 0, private0, private1;
 	size_t first = a->nshared, i;
-	pgoff_t end = READ_ONCE(vm->size) >> PAGE_SHIFT;
+	pgoff_t end = max(READ_ONCE(vm->size), READ_ONCE(vm->freeing)) >> PAGE_SHIFT;
 	XA_STATE(xas, &vm->pages, 0);
 	struct ps_frame *frame;
 	struct page *page;
 	unsigned long gfn;
 	void *entry;
 	int ret = 0;
+
+	/*
+	 * First touches go on during the audit: they add private pages, and
+	 * count each one under the xa_lock that inserts it. So the private
+	 * pages the walk finds lie between the count before it and the count
+	 * after it, both read under that lock.
+	 */
+	xa_lock(&vm->pages);
+	private0 = atomic_long_read(&vm->stats.private_pages);
+	xa_unlock(&vm->pages);
 
 	/* One RCU section and one tree walk, not a lookup per entry. */
 	rcu_read_lock();
@@ -132,9 +143,12 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 					     vm->id, ps_page_frame(a->shared[i])->handle);
 	}
 
-	if (private != atomic_long_read(&vm->stats.private_pages))
-		ps_audit_err(a, "vm %u: %ld private pages, counted %ld", vm->id,
-			     private, atomic_long_read(&vm->stats.private_pages));
+	xa_lock(&vm->pages);
+	private1 = atomic_long_read(&vm->stats.private_pages);
+	xa_unlock(&vm->pages);
+	if (private < private0 || private > private1)
+		ps_audit_err(a, "vm %u: %ld private pages, counted %ld to %ld", vm->id,
+			     private, private0, private1);
 	if (shared != atomic_long_read(&vm->stats.shared_gfns))
 		ps_audit_err(a, "vm %u: %ld shared gfns, counted %ld", vm->id,
 			     shared, atomic_long_read(&vm->stats.shared_gfns));
@@ -186,8 +200,11 @@ static void ps_audit_frame(struct ps_audit *a, struct page *page, long entries)
  * ps_audit() - Check every invariant of every VM and frame.
  *
  * Holds off every change to entries, frames and counters while it runs,
- * and VM creation and destruction. Logs each inconsistency.
+ * and VM creation and destruction, but for first touches, which only add
+ * private pages and are allowed for. Logs each inconsistency.
  *
+ * Context: Process context; takes ps_policy_sem and ps_ops_sem for
+ * writing, then ps_vms_mutex.
  * Return: the number of inconsistencies, or -ENOMEM.
  */
 long ps_audit(void)
@@ -196,11 +213,12 @@ long ps_audit(void)
 	unsigned long id = 0;
 	size_t i, j;
 	struct ps_vm *vm;
-	long saved;
+	long saved, private0;
 	int ret = 0;
 
 	ps_ops_freeze();
 	ps_vms_lock();
+	private0 = atomic_long_read(&ps_stats.private_pages);
 
 	for (vm = ps_vms_next(&id); vm && !ret; vm = ps_vms_next(&id))
 		ret = ps_audit_vm(&a, vm);
@@ -219,9 +237,11 @@ long ps_audit(void)
 	if (a.vms != atomic_long_read(&ps_stats.vms))
 		ps_audit_err(&a, "%ld VMs, counted %ld", a.vms,
 			     atomic_long_read(&ps_stats.vms));
-	if (a.private_pages != atomic_long_read(&ps_stats.private_pages))
-		ps_audit_err(&a, "%ld private pages, counted %ld", a.private_pages,
-			     atomic_long_read(&ps_stats.private_pages));
+	/* First touches, counted under each VM's xa_lock (ps_audit_vm()). */
+	if (a.private_pages < private0 ||
+	    a.private_pages > atomic_long_read(&ps_stats.private_pages))
+		ps_audit_err(&a, "%ld private pages, counted %ld to %ld", a.private_pages,
+			     private0, atomic_long_read(&ps_stats.private_pages));
 	if (a.frames_seen != atomic_long_read(&ps_stats.shared_frames))
 		ps_audit_err(&a, "%ld frames in shared state, counted %ld",
 			     a.frames_seen, atomic_long_read(&ps_stats.shared_frames));

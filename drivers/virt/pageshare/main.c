@@ -26,8 +26,30 @@
 #include "pageshare.h"
 
 unsigned long ps_max_vm_size = 1UL << 40;
-module_param_named(max_vm_size, ps_max_vm_size, ulong, 0644);
-MODULE_PARM_DESC(max_vm_size, "Largest memory size of one VM, in bytes (default 1 TiB)");
+
+/* Page aligned, and within what the reverse map's 32-bit gfns can name. */
+static int ps_max_vm_size_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long size;
+	int ret;
+
+	ret = kstrtoul(val, 0, &size);
+	if (ret)
+		return ret;
+	if (!size || !PAGE_ALIGNED(size) || size > PS_VM_SIZE_LIMIT)
+		return -EINVAL;
+	WRITE_ONCE(ps_max_vm_size, size);
+	return 0;
+}
+
+static const struct kernel_param_ops ps_max_vm_size_ops = {
+	.set	= ps_max_vm_size_set,
+	.get	= param_get_ulong,
+};
+
+module_param_cb(max_vm_size, &ps_max_vm_size_ops, &ps_max_vm_size, 0644);
+MODULE_PARM_DESC(max_vm_size,
+		 "Largest memory size of one VM, in bytes, page aligned, at most 16 TiB (default 1 TiB)");
 
 unsigned int ps_max_sharers = 1U << 20;
 module_param_named(max_sharers, ps_max_sharers, uint, 0644);
@@ -39,6 +61,14 @@ static int ps_open(struct inode *inode, struct file *filp)
 {
 	struct ps_vm *vm;
 
+	/*
+	 * The VFS refuses O_DIRECT after ->open() for want of direct_IO; by
+	 * then the VM would have been in the table, where PAGESHARE_OPEN_VM
+	 * could find a file whose open() failed. Refuse it before.
+	 */
+	if (filp->f_flags & O_DIRECT)
+		return -EINVAL;
+
 	vm = ps_vm_create();
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
@@ -49,8 +79,13 @@ static int ps_open(struct inode *inode, struct file *filp)
 	 */
 	filp->f_mapping = vm->inode->i_mapping;
 	filp->private_data = vm;
-	/* For PAGESHARE_OPEN_VM, which finds the VM in the table. */
-	WRITE_ONCE(vm->file, filp);
+	/*
+	 * For PAGESHARE_OPEN_VM, which finds the VM in the table: published
+	 * last. An LSM's file_post_open hook may still refuse the open()
+	 * after this; an agent that opened the VM by id meanwhile holds a
+	 * VM nobody else will use, which goes when it closes it.
+	 */
+	smp_store_release(&vm->file, filp);
 	return 0;
 }
 
@@ -101,7 +136,8 @@ static int ps_ioctl_set_policy(struct ps_vm *vm, void __user *argp)
 	struct pageshare_policy p;
 	int ret;
 
-	if (copy_from_user(&p, argp, sizeof(p)))
+	/* The new group's id must reach the caller: refuse before changing. */
+	if (copy_from_user(&p, argp, sizeof(p)) || copy_to_user(argp, &p, sizeof(p)))
 		return -EFAULT;
 	ret = ps_set_policy(vm, &p);
 	if (ret)
@@ -280,7 +316,9 @@ static int ps_op_query(void *arg)
  * struct ps_op - A sharing operation, in its single and its batch form.
  * @size: size of one entry.
  * @result: offset of the entry's __s32 result.
- * @out: the single form copies the entry back on success.
+ * @out: the entry has outputs: the single form writes the entry back
+ *       before it runs (so that an output that cannot be stored follows
+ *       no change) and again, with the outputs, on success.
  * @run: the handler.
  */
 struct ps_op {
@@ -350,6 +388,11 @@ static long ps_ioctl_batch(struct pageshare_batch __user *argp,
 		return -EINVAL;
 	if (b.count > PAGESHARE_BATCH_MAX)
 		return -E2BIG;
+	/* A done count that cannot be stored must not follow changes made. */
+	if (put_user(0, &argp->done))
+		return -EFAULT;
+	if (!b.count)
+		return 0;
 
 	buf = kmalloc_array(PS_BATCH_CHUNK, op->size, GFP_KERNEL);
 	if (!buf)

@@ -46,7 +46,9 @@ struct vm_area_struct;
  * @private_pages:	gfns backed by a page of their own.
  * @shared_gfns:	gfns backed by a frame in shared state.
  * @nominated_gfns:	Of those, gfns alone on their frame.
- * @cow_breaks:		gfns that left a shared frame (write or unshare).
+ * @cow_breaks:		gfns that left shared or nominated state by a write
+ *			or an unshare, copied or kept in place; a shrink or
+ *			the teardown does not count.
  */
 struct ps_vm_stats {
 	atomic_long_t private_pages;
@@ -64,7 +66,11 @@ struct ps_vm_stats {
  * @lock:	Serialises changes of @size against new mappings.
  * @size:	Bytes of guest RAM; 0 until set. Read without @lock on the
  *		fault path, which is safe because it only changes while
- *		@nr_mappings is zero.
+ *		@nr_mappings is zero. Written under @lock and the xa_lock of
+ *		@pages.
+ * @freeing:	While a shrink or the teardown frees gfns: the size they
+ *		are freed from, so that the audit tells entries on their way
+ *		out from entries past the size. 0 otherwise.
  * @nr_mappings: VMAs that map this VM, counted under @lock.
  * @stats:	Counters.
  * @memcg:	Memory cgroup of the opener, charged for every guest page
@@ -75,15 +81,17 @@ struct ps_vm_stats {
  * @id:		Index in the table of VMs; never 0.
  * @policy:	PAGESHARE_POLICY_NO_INTRA_VM or 0.
  * @group:	Share group, 0 for none. With @policy, changes only under
- *		ps_ops_freeze(), so a sharing operation reads both once.
+ *		ps_policy_freeze(), so a sharing operation reads both once.
  * @file:	The file of the open() that created the VM, without a
- *		reference: it is valid while the VM is in the table of VMs.
+ *		reference, published once the open() succeeded; taken only
+ *		with get_file_active().
  */
 struct ps_vm {
 	struct inode *inode;
 	struct xarray pages;
 	struct mutex lock;	/* protects @size and @nr_mappings */
 	u64 size;
+	u64 freeing;
 	unsigned int nr_mappings;
 	struct ps_vm_stats stats;
 	struct mem_cgroup *memcg;
@@ -194,6 +202,7 @@ void ps_vm_destroy(struct ps_vm *vm);
 void ps_vm_free(struct ps_vm *vm);
 int ps_vm_set_size(struct ps_vm *vm, u64 size);
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn);
+int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry);
 struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero);
 struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared);
 struct ps_vm *ps_vm_find(u32 id);
@@ -211,6 +220,8 @@ void ps_ops_begin(void);
 void ps_ops_end(void);
 void ps_ops_freeze(void);
 void ps_ops_thaw(void);
+void ps_policy_freeze(void);
+void ps_policy_thaw(void);
 u64 ps_handles_issued(void);
 int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash);
 int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,

@@ -17,7 +17,7 @@
  *
  * The invariant, which the audit checks: every frame's sharers are of one
  * VM or of one group, and no frame has two gfns of a no-intra VM. A VM's
- * policy changes only under ps_ops_freeze() and only while none of its
+ * policy changes only under ps_policy_freeze() and only while none of its
  * gfns is on a frame with other sharers, so sharing operations read
  * policies that cannot change under them, and a frame never ends up with
  * sharers whose policies disagree.
@@ -55,9 +55,16 @@ static bool ps_group_used(u64 group)
  * @p: what PAGESHARE_SET_POLICY got; with PAGESHARE_POLICY_NEW_GROUP, the
  *     new group's id is stored in @p->group.
  *
- * Holds off every sharing operation while it runs (like the audit): a
- * policy is meant to be set once, when the VM starts.
+ * Holds off share and add_to_physmap, the operations that read policies,
+ * while it runs; faults, copy-on-write, nominate and unshare go on. A
+ * nominate or a copy-on-write in flight may make it answer -EBUSY for a
+ * moment (it reads two counters they update one after the other); the
+ * answer is never a wrong 0, because only share and add_to_physmap put a
+ * gfn on a frame with other sharers. A policy is meant to be set once,
+ * when the VM starts.
  *
+ * Context: Process context; takes ps_policy_sem for writing, then
+ * ps_vms_mutex.
  * Return: 0; -EINVAL for bad flags or reserved fields; -ENOENT for a group
  * no VM is in; -EBUSY if the policy would change while a gfn of @vm is on
  * a frame with other sharers.
@@ -79,7 +86,7 @@ int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p)
 	    group == READ_ONCE(vm->group) && policy == READ_ONCE(vm->policy))
 		return 0;
 
-	ps_ops_freeze();
+	ps_policy_freeze();
 	ps_vms_lock();
 	if (p->flags & PAGESHARE_POLICY_NEW_GROUP) {
 		do {
@@ -100,7 +107,7 @@ int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p)
 	p->group = group;
 out:
 	ps_vms_unlock();
-	ps_ops_thaw();
+	ps_policy_thaw();
 	return ret;
 }
 
@@ -136,16 +143,16 @@ int ps_open_vm(u64 id)
 		return fd;
 	if (id && id <= U32_MAX) {
 		/*
-		 * The file stays allocated while its VM is in the table: its
-		 * release removes the VM first. A count already at zero is a
-		 * release in progress.
+		 * A counted reference, or none: a file whose count already
+		 * dropped to zero is being released (files are
+		 * SLAB_TYPESAFE_BY_RCU, so only get_file_active() may take
+		 * one). The file is published only once its open() can no
+		 * longer fail (ps_open()).
 		 */
 		ps_vms_lock();
 		vm = ps_vm_find(id);
 		if (vm)
-			file = READ_ONCE(vm->file);
-		if (file && !atomic_long_inc_not_zero(&file->f_count))
-			file = NULL;
+			file = get_file_active(&vm->file);
 		ps_vms_unlock();
 	}
 	if (!file) {

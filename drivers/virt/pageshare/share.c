@@ -25,14 +25,26 @@
  *
  *   mmap_lock                        (the fault path; held by the core)
  *     ps_vm::lock                    (a VM's size and mapping count)
- *       ps_ops_sem, read side        (every change of entries, frames or
- *                                     counters; the audit takes the write
- *                                     side to see a frozen state)
- *         ps_vms_mutex               (the table of VMs)
- *         page lock                  (a frame's lock; of two frames, the
+ *       ps_policy_sem, read side     (share and add_to_physmap, which read
+ *                                     policies; SET_POLICY and the audit
+ *                                     take the write side)
+ *         ps_ops_sem, read side      (every change of frames, and of
+ *                                     entries other than a first touch;
+ *                                     the audit takes the write side)
+ *           ps_vms_mutex             (the table of VMs)
+ *           page lock                (a frame's lock; of two frames, the
  *                                     lower pfn first)
- *           i_mmap_rwsem, PTE locks  (unmap_mapping_pages())
- *           ps_vm::pages xa_lock     (a VM's entries; innermost)
+ *             i_mmap_rwsem, PTE locks  (unmap_mapping_pages())
+ *             ps_vm::pages xa_lock   (a VM's entries; innermost)
+ *
+ * What waits for what: a first touch (a hole becomes a private page) takes
+ * only its VM's xa_lock, so nothing another VM's owner does, and not the
+ * audit, delays it. A policy change waits for, and holds off, only
+ * share and add_to_physmap. The audit holds off every sharing operation
+ * and copy-on-write for the length of its walk; it needs CAP_SYS_ADMIN.
+ * Every read-side section is one operation on one entry or frame (the
+ * teardown takes one per gfn), so a writer waits for a bounded amount of
+ * work before it gets in.
  *
  * An entry that names a page changes only under that page's lock, so a
  * fault that found a page, locked it and still finds it in the entry can
@@ -64,6 +76,7 @@
 
 #include "pageshare.h"
 
+DEFINE_STATIC_PERCPU_RWSEM(ps_policy_sem);
 DEFINE_STATIC_PERCPU_RWSEM(ps_ops_sem);
 
 static struct kmem_cache *ps_frame_cache;
@@ -87,18 +100,63 @@ void ps_ops_end(void)
 
 /**
  * ps_ops_freeze() - Wait for every change to finish and hold off new ones.
+ *
+ * First touches go on (see the top of this file): the audit allows for them.
+ *
+ * Context: Process context; sleeps. Takes ps_policy_sem and ps_ops_sem
+ * for writing.
  */
 void ps_ops_freeze(void)
 {
+	percpu_down_write(&ps_policy_sem);
 	percpu_down_write(&ps_ops_sem);
 }
 
 /**
  * ps_ops_thaw() - Let changes go on.
+ *
+ * Context: After ps_ops_freeze().
  */
 void ps_ops_thaw(void)
 {
 	percpu_up_write(&ps_ops_sem);
+	percpu_up_write(&ps_policy_sem);
+}
+
+/**
+ * ps_policy_freeze() - Hold off every operation that reads policies.
+ *
+ * Those are share and add_to_physmap; faults, copy-on-write, nominate and
+ * unshare go on.
+ *
+ * Context: Process context; sleeps. Takes ps_policy_sem for writing.
+ */
+void ps_policy_freeze(void)
+{
+	percpu_down_write(&ps_policy_sem);
+}
+
+/**
+ * ps_policy_thaw() - Let them go on.
+ *
+ * Context: After ps_policy_freeze().
+ */
+void ps_policy_thaw(void)
+{
+	percpu_up_write(&ps_policy_sem);
+}
+
+/* The sections of share and add_to_physmap: policies, then the rest. */
+static void ps_share_begin(void)
+{
+	percpu_down_read(&ps_policy_sem);
+	percpu_down_read(&ps_ops_sem);
+}
+
+static void ps_share_end(void)
+{
+	percpu_up_read(&ps_ops_sem);
+	percpu_up_read(&ps_policy_sem);
 }
 
 /**
@@ -189,6 +247,37 @@ static void ps_frame_zap(struct page *page, struct ps_vm *vm, pgoff_t gfn)
 		ps_vm_zap(vm, gfn);
 }
 
+/*
+ * Whether nobody holds @page but the frame (one reference), the caller
+ * (one) and the PTEs that map it (one each, all of the one gfn the frame
+ * has left): a pipe, a socket, an O_DIRECT write or a pin taken while
+ * another VM mapped the frame holds a reference of its own and still
+ * reads the frame's bytes. mm's rule (wp_can_reuse_anon_folio()): reuse in
+ * place only when the count proves it; otherwise copy. A reference taken
+ * meanwhile only makes the count larger, so a race errs towards the copy.
+ */
+static bool ps_frame_exclusive(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
+	return folio_ref_count(folio) == 2 + folio_mapcount(folio);
+}
+
+/*
+ * Whether @page may be pinned for DMA. An order-0 folio has no pin count
+ * of its own: FOLL_PIN adds GUP_PIN_COUNTING_BIAS references, which is
+ * what folio_maybe_dma_pinned() tests for. A frame mapped by a thousand
+ * gfns has a thousand references without any pin, so the mappings are
+ * taken off first; what is left is the frame's, the callers' and pins.
+ */
+static bool ps_frame_pinned(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return folio_ref_count(folio) - folio_mapcount(folio) >= GUP_PIN_COUNTING_BIAS;
+}
+
 static void ps_frame_free(struct page *page, struct ps_frame *frame)
 {
 	folio_clear_checked(page_folio(page));
@@ -256,7 +345,8 @@ static void ps_unlock_gfns(struct page *pa, struct page *pb)
  * @hash: out, if not NULL: xxh64 of the page's bytes.
  *
  * Return: 0; -ENXIO past the VM's size; -ENODATA for a gfn without a page;
- * -EBUSY if the page has references beyond its mappings; -ENOMEM.
+ * -EHWPOISON if the page has a memory error; -EBUSY if the page has
+ * references beyond its mappings; -ENOMEM.
  */
 int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 {
@@ -273,6 +363,11 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	if (ret) {
 		ps_ops_end();
 		return -ENODATA;
+	}
+	/* Its bytes are lost: neither hashed (a machine check) nor shared. */
+	if (PageHWPoison(page)) {
+		ret = -EHWPOISON;
+		goto out;
 	}
 
 	if (shared) {
@@ -338,6 +433,19 @@ static bool ps_check_handle(struct ps_vm *vm, pgoff_t gfn, u64 handle)
 	return ok;
 }
 
+/* Whether @frame has a sharer in neither @a nor @b. Under its page lock. */
+static bool ps_frame_has_others(const struct ps_frame *frame, struct ps_vm *a,
+				struct ps_vm *b)
+{
+	u32 pos = 0;
+	u64 key;
+
+	while (ps_rmap_next(frame, &pos, &key))
+		if (ps_rmap_key_vm(key) != a->id && ps_rmap_key_vm(key) != b->id)
+			return true;
+	return false;
+}
+
 static bool ps_pages_differ(struct page *a, struct page *b)
 {
 	void *pa = kmap_local_page(a);
@@ -359,11 +467,19 @@ static bool ps_pages_differ(struct page *a, struct page *b)
  * @chandle: the client gfn's current handle.
  * @compare: refuse if the two pages' bytes differ.
  *
+ * Every gfn on the client frame moves, so a share changes what they read.
+ * The caller holds descriptors of @svm and @cvm and vouches for their
+ * bytes; if the client frame also backs a gfn of any other VM, the bytes
+ * are compared whatever @compare says.
+ *
+ * Context: Process context; takes ps_policy_sem and ps_ops_sem (read), then
+ * the two frames' page locks.
  * Return: 0, also when both gfns are already on one frame; -EINVAL for a
  * gfn shared with itself; -ENXIO past a VM's size; -EACCES if a policy
  * forbids it (policy.c); -ESTALE for a stale source handle; -EIDRM for a
- * stale client handle; -EBUSY if either page is pinned for DMA; -EILSEQ if
- * @compare and the bytes differ; -EMLINK past max_sharers; -ENOMEM.
+ * stale client handle; -EHWPOISON if either frame has a memory error;
+ * -EBUSY if either page is pinned for DMA; -EILSEQ if the bytes differ
+ * and were compared; -EMLINK past max_sharers; -ENOMEM.
  * Nothing changes on failure.
  */
 int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
@@ -372,7 +488,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	struct ps_frame *sframe, *cframe;
 	struct page *sp, *cp;
 	bool sshared, cshared;
-	u32 pos = 0;
+	u32 pos = 0, moved = 0;
 	u64 key;
 	int ret;
 
@@ -381,9 +497,9 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (svm == cvm && sgfn == cgfn)
 		return -EINVAL;
 
-	ps_ops_begin();
+	ps_share_begin();
 	if (!ps_policy_pair_ok(svm, cvm)) {
-		ps_ops_end();
+		ps_share_end();
 		return -EACCES;
 	}
 	do {
@@ -392,11 +508,11 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (ret == -ENODATA) {
 		/* The client is a hole; the source's handle is checked first. */
 		ret = ps_check_handle(svm, sgfn, shandle) ? -EIDRM : -ESTALE;
-		ps_ops_end();
+		ps_share_end();
 		return ret;
 	}
 	if (ret) {
-		ps_ops_end();
+		ps_share_end();
 		/* A gfn without a page has no version for a handle to name. */
 		return -ESTALE;
 	}
@@ -417,17 +533,27 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 		ret = -EACCES;
 		goto out;
 	}
+	if (PageHWPoison(sp) || PageHWPoison(cp)) {
+		ret = -EHWPOISON;
+		goto out;
+	}
 	/*
 	 * A frame pinned for DMA since its nominate (a read-only pin through
 	 * a read-only PTE) must not gain sharers whose writes the device
 	 * would never see.
 	 */
-	if (folio_maybe_dma_pinned(page_folio(sp)) ||
-	    folio_maybe_dma_pinned(page_folio(cp))) {
+	if (ps_frame_pinned(sp) || ps_frame_pinned(cp)) {
 		ret = -EBUSY;
 		goto out;
 	}
-	if (compare && ps_pages_differ(sp, cp)) {
+	/*
+	 * The caller vouches for the bytes of the two VMs it named, not for
+	 * a third VM's gfns on the client frame: those may change what they
+	 * read only if the bytes are equal. Both frames are locked and
+	 * read-only everywhere, so the compare is race-free.
+	 */
+	if ((compare || ps_frame_has_others(cframe, svm, cvm)) &&
+	    ps_pages_differ(sp, cp)) {
 		ret = -EILSEQ;
 		goto out;
 	}
@@ -448,6 +574,9 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 		ps_set_entry(vm, gfn, ps_shared_entry(sp));
 		ps_rmap_add(sframe, key);
 		ps_frame_zap(cp, vm, gfn);
+		/* Up to max_sharers gfns; the page locks are sleeping locks. */
+		if (!(++moved % 1024))
+			cond_resched();
 	}
 	ps_frame_free(cp, cframe);
 	/* The client frame's own reference; ours goes below. */
@@ -455,7 +584,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	atomic_long_inc(&ps_stats.saved_frames);
 out:
 	ps_unlock_gfns(sp, cp);
-	ps_ops_end();
+	ps_share_end();
 	return ret;
 }
 
@@ -467,9 +596,11 @@ out:
  * @cvm: the client VM.
  * @cgfn: the client gfn, a hole.
  *
+ * Context: Process context; takes ps_policy_sem and ps_ops_sem (read), then
+ * the source frame's page lock.
  * Return: 0; -ENXIO past a VM's size; -EACCES if a policy forbids it;
- * -ESTALE for a stale source handle; -EEXIST if @cgfn has a page; -EMLINK
- * past max_sharers; -ENOMEM.
+ * -ESTALE for a stale source handle; -EHWPOISON if the frame has a memory
+ * error; -EEXIST if @cgfn has a page; -EMLINK past max_sharers; -ENOMEM.
  */
 int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 		      struct ps_vm *cvm, pgoff_t cgfn)
@@ -477,26 +608,29 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	struct ps_frame *frame;
 	struct page *sp;
 	bool shared;
-	void *cur;
 	int ret;
 
 	if (!ps_gfn_valid(svm, sgfn) || !ps_gfn_valid(cvm, cgfn))
 		return -ENXIO;
 
-	ps_ops_begin();
+	ps_share_begin();
 	if (!ps_policy_pair_ok(svm, cvm)) {
-		ps_ops_end();
+		ps_share_end();
 		return -EACCES;
 	}
 	ret = ps_lock_gfn(svm, sgfn, &sp, &shared);
 	if (ret) {
-		ps_ops_end();
+		ps_share_end();
 		return -ESTALE;
 	}
 
 	frame = shared ? ps_page_frame(sp) : NULL;
 	if (!frame || frame->handle != shandle) {
 		ret = -ESTALE;
+		goto out;
+	}
+	if (PageHWPoison(sp)) {
+		ret = -EHWPOISON;
 		goto out;
 	}
 	if (xa_load(&cvm->pages, cgfn)) {
@@ -515,22 +649,10 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (ret)
 		goto out;
 
-	/*
-	 * A first touch of the hole may race with us: whoever fills it wins.
-	 * A shrink publishes the new size under this lock before it frees
-	 * the gfns past it, so a hole past the size can never be filled.
-	 */
-	xa_lock(&cvm->pages);
-	if (ps_gfn_valid(cvm, cgfn))
-		cur = __xa_cmpxchg(&cvm->pages, cgfn, NULL, ps_shared_entry(sp),
-				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
-	else
-		cur = XA_ERROR(-ENXIO);
-	xa_unlock(&cvm->pages);
-	if (cur) {
-		ret = xa_is_err(cur) ? xa_err(cur) : -EEXIST;
+	/* A first touch of the hole may race with us: whoever fills it wins. */
+	ret = ps_vm_fill_hole(cvm, cgfn, ps_shared_entry(sp));
+	if (ret)
 		goto out;
-	}
 
 	ps_frame_count_nominated(frame, -1);
 	ps_rmap_add(frame, ps_rmap_key(cvm->id, cgfn));
@@ -538,7 +660,7 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	atomic_long_inc(&ps_stats.saved_frames);
 out:
 	ps_unlock_gfns(sp, NULL);
-	ps_ops_end();
+	ps_share_end();
 	return ret;
 }
 
@@ -546,56 +668,70 @@ out:
  * ps_unshare_locked() - Give a gfn a page of its own: the write path.
  * @vm: the VM.
  * @gfn: the gfn.
- * @page: the page the caller found behind @gfn, locked and referenced.
+ * @page: the page the caller found behind @gfn, locked, and referenced
+ *        exactly once by the caller.
  *
- * The caller is inside ps_ops_begin(). If @page is a frame in shared state
- * and @gfn its last sharer, the frame turns private without a copy and its
- * handle dies. Otherwise @gfn gets a copy and leaves the frame, whose
- * other sharers keep the old bytes and the handle.
+ * If @page is a frame in shared state, @gfn is its last sharer and nobody
+ * else holds the page (ps_frame_exclusive()), the frame turns private
+ * without a copy and its handle dies. Otherwise @gfn gets a copy and
+ * leaves the frame: its other sharers keep the old bytes and the handle,
+ * and a frame left without sharers ends, its page living on only as long
+ * as whoever still holds it.
  *
+ * Context: Process context, inside ps_ops_begin(), with @page locked.
  * Return: 0 if @page is now @gfn's private page; 1 if @gfn got a new page;
- * -EAGAIN if @gfn's entry no longer names @page; -ENOMEM, with nothing
- * changed.
+ * -EAGAIN if @gfn's entry no longer names @page; -EHWPOISON if @page has a
+ * memory error (its bytes cannot be copied); -ENOMEM. Nothing changes
+ * unless it returns 0 or 1.
  */
 int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
 {
 	void *entry = xa_load(&vm->pages, gfn);
 	struct ps_frame *frame;
 	struct page *copy;
+	bool last;
+	int ret;
 
+	percpu_rwsem_assert_held(&ps_ops_sem);
+	VM_WARN_ON_FOLIO(!folio_test_locked(page_folio(page)), page_folio(page));
 	if (ps_entry_page(entry) != page)
 		return -EAGAIN;
 	if (!ps_entry_shared(entry))
 		return 0;
+	if (PageHWPoison(page))
+		return -EHWPOISON;
 
 	frame = ps_page_frame(page);
-	atomic_long_inc(&vm->stats.cow_breaks);
-	atomic_long_dec(&vm->stats.shared_gfns);
-
-	if (frame->nr_sharers == 1) {
+	last = frame->nr_sharers == 1;
+	if (last && ps_frame_exclusive(page)) {
 		ps_frame_free(page, frame);
 		/* The frame's reference becomes the entry's. */
 		ps_set_entry(vm, gfn, page);
+		ret = 0;
+	} else {
+		copy = ps_vm_alloc_page(vm, false);
+		if (!copy)
+			return -ENOMEM;
+		copy_highpage(copy, page);
+
+		WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
+		ps_set_entry(vm, gfn, copy);
+		ps_frame_zap(page, vm, gfn);
+		if (last) {
+			ps_frame_free(page, frame);
+			put_page(page);	/* the frame's; the caller still has one */
+		} else {
+			ps_frame_count_nominated(frame, 1);
+			atomic_long_dec(&ps_stats.saved_frames);
+		}
+		ret = 1;
+	}
+	if (last)
 		atomic_long_dec(&vm->stats.nominated_gfns);
-		ps_account_private(vm, 1);
-		return 0;
-	}
-
-	copy = ps_vm_alloc_page(vm, false);
-	if (!copy) {
-		atomic_long_dec(&vm->stats.cow_breaks);
-		atomic_long_inc(&vm->stats.shared_gfns);
-		return -ENOMEM;
-	}
-	copy_highpage(copy, page);
-
-	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
-	ps_set_entry(vm, gfn, copy);
-	ps_frame_zap(page, vm, gfn);
-	ps_frame_count_nominated(frame, 1);
+	atomic_long_inc(&vm->stats.cow_breaks);
+	atomic_long_dec(&vm->stats.shared_gfns);
 	ps_account_private(vm, 1);
-	atomic_long_dec(&ps_stats.saved_frames);
-	return 1;
+	return ret;
 }
 
 /**
@@ -603,7 +739,10 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
  * @vm: the VM.
  * @gfn: the gfn; a private gfn or a hole is left alone.
  *
- * Return: 0; -ENXIO past the VM's size; -ENOMEM.
+ * Context: Process context; takes ps_ops_sem (read), then the gfn's page
+ * lock.
+ * Return: 0; -ENXIO past the VM's size; -EHWPOISON if the gfn's frame has
+ * a memory error; -ENOMEM.
  */
 int ps_unshare(struct ps_vm *vm, pgoff_t gfn)
 {
@@ -681,6 +820,7 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 	struct page *page;
 	bool shared;
 
+	percpu_rwsem_assert_held(&ps_ops_sem);
 	if (ps_lock_gfn(vm, gfn, &page, &shared))
 		return;
 

@@ -168,9 +168,12 @@ struct ps_vm *ps_vm_create(void)
 	 * Cyclic, so that an id an agent read from sysfs does not name a new
 	 * VM as soon as the old one exits.
 	 */
+	/* In the table and counted in one section: the audit checks both. */
 	mutex_lock(&ps_vms_mutex);
 	ret = xa_alloc_cyclic(&ps_vms, &vm->id, vm, xa_limit_31b, &ps_vms_next_id,
 			      GFP_KERNEL);
+	if (ret >= 0)
+		atomic_long_inc(&ps_stats.vms);
 	mutex_unlock(&ps_vms_mutex);
 	if (ret < 0) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
@@ -179,15 +182,12 @@ struct ps_vm *ps_vm_create(void)
 	ret = ps_vm_kobj_add(vm);
 	if (ret)
 		goto err_erase;
-
-	mutex_lock(&ps_vms_mutex);
-	atomic_long_inc(&ps_stats.vms);
-	mutex_unlock(&ps_vms_mutex);
 	return vm;
 
 err_erase:
 	mutex_lock(&ps_vms_mutex);
 	xa_erase(&ps_vms, vm->id);
+	atomic_long_dec(&ps_stats.vms);
 	mutex_unlock(&ps_vms_mutex);
 err_put:
 	ps_vm_put_refs(vm);
@@ -211,18 +211,31 @@ void ps_vm_free(struct ps_vm *vm)
  * shared frames, whose last sharer frees them. A page that someone else
  * still holds (a GUP reference in flight) lives on until they let go.
  * Only called while nothing maps the VM, so no fault races with it.
- * Sleeps between gfns: a VM can have millions.
+ *
+ * PS_FREE_BATCH gfns per ps_ops section, and a chance to sleep between
+ * gfns: a VM can have millions, and an audit waiting to freeze must wait
+ * for a batch, not for the whole VM (every copy-on-write waits behind the
+ * audit); a batch rather than one gfn, so that a teardown waits for a
+ * pending audit once per batch. Each gfn leaves the counters exact, so the
+ * audit can see a VM half released; @vm->freeing tells it which entries
+ * past the size are on their way out.
  */
+#define PS_FREE_BATCH	64
+
 static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
 {
 	unsigned long gfn;
+	unsigned int n = 0;
 	void *entry;
 
-	/* One section: the audit never sees a half-released VM. */
 	ps_ops_begin();
 	xa_for_each_start(&vm->pages, gfn, entry, first) {
 		ps_release_gfn(vm, gfn);
-		cond_resched();
+		if (!(++n % PS_FREE_BATCH)) {
+			ps_ops_end();
+			cond_resched();
+			ps_ops_begin();
+		}
 	}
 	ps_ops_end();
 }
@@ -236,6 +249,7 @@ void ps_vm_destroy(struct ps_vm *vm)
 	WARN_ON(vm->nr_mappings);
 	/* Gone from sysfs, and no reader of it left, before anything is freed. */
 	kobject_del(&vm->kobj);
+	WRITE_ONCE(vm->freeing, READ_ONCE(vm->size));
 	ps_vm_free_from(vm, 0);
 	WARN_ON(atomic_long_read(&vm->stats.private_pages) ||
 		atomic_long_read(&vm->stats.shared_gfns) ||
@@ -253,6 +267,8 @@ void ps_vm_destroy(struct ps_vm *vm)
  * @vm: the VM.
  * @size: bytes; shrinking frees the pages past the new end.
  *
+ * Context: Process context; takes @vm->lock, then ps_ops_sem (read) once
+ * per gfn freed.
  * Return: 0; -EINVAL if @size is 0 or not page aligned; -EFBIG if it is
  * above max_vm_size; -EBUSY if the VM is mapped and @size differs from
  * the current size.
@@ -273,12 +289,16 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 		} else {
 			/*
 			 * Publish the size first, under the lock that inserts
-			 * entries: nothing can fill a gfn past it afterwards.
+			 * entries: nothing can fill a gfn past it afterwards
+			 * (ps_vm_fill_hole_locked()). Until the gfns past it
+			 * are gone, the audit counts them as being freed.
 			 */
 			xa_lock(&vm->pages);
+			WRITE_ONCE(vm->freeing, max(vm->size, size));
 			WRITE_ONCE(vm->size, size);
 			xa_unlock(&vm->pages);
 			ps_vm_free_from(vm, size >> PAGE_SHIFT);
+			WRITE_ONCE(vm->freeing, 0);
 		}
 	}
 	mutex_unlock(&vm->lock);
@@ -332,6 +352,56 @@ struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared)
 	return page;
 }
 
+/*
+ * Points @gfn's entry, a hole, at @entry. Returns NULL if it went in, the
+ * entry in the way, or an XA_ERROR(): -ENXIO past the VM's size, -ENOMEM.
+ *
+ * __xa_cmpxchg() may drop the lock to allocate a node, and a shrink may
+ * publish a smaller size meanwhile and walk past @gfn before the entry is
+ * in. So the size is checked again once the entry is in, still under the
+ * lock that a shrink publishes the size under, and the entry comes out if
+ * the gfn is no longer in the VM: nothing past the size survives a shrink.
+ */
+static void *ps_vm_fill_hole_locked(struct ps_vm *vm, pgoff_t gfn, void *entry)
+{
+	void *cur;
+
+	lockdep_assert_held(&vm->pages.xa_lock);
+	if (!ps_gfn_valid(vm, gfn))
+		return XA_ERROR(-ENXIO);
+	cur = __xa_cmpxchg(&vm->pages, gfn, NULL, entry,
+			   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (!cur && !ps_gfn_valid(vm, gfn)) {
+		__xa_erase(&vm->pages, gfn);
+		cur = XA_ERROR(-ENXIO);
+	}
+	return cur;
+}
+
+/**
+ * ps_vm_fill_hole() - Point a hole at a frame: add_to_physmap's insert.
+ * @vm: the VM.
+ * @gfn: the gfn, which should be a hole.
+ * @entry: the new entry.
+ *
+ * Context: Process context; takes the VM's xa_lock, may sleep to allocate.
+ * Return: 0; -EEXIST if @gfn has a page; -ENXIO if @gfn is past the VM's
+ * size, also when a shrink got there first; -ENOMEM.
+ */
+int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry)
+{
+	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
+	void *cur;
+
+	xa_lock(&vm->pages);
+	cur = ps_vm_fill_hole_locked(vm, gfn, entry);
+	xa_unlock(&vm->pages);
+	set_active_memcg(old_memcg);
+	if (!cur)
+		return 0;
+	return xa_is_err(cur) ? xa_err(cur) : -EEXIST;
+}
+
 /**
  * ps_vm_get_page() - Find the page backing a gfn, allocating it on first use.
  * @vm: the VM.
@@ -340,6 +410,12 @@ struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared)
  * A new page is zero-filled, so nothing the host had in it reaches the
  * guest, and charged to the VM's memory cgroup.
  *
+ * A first touch takes no lock but the VM's own xa_lock: no other VM's
+ * operation, no policy change and no audit can make it wait. It counts the
+ * new page under the same lock that inserts it, which is what lets the
+ * audit check a VM's private pages while first touches go on (audit.c).
+ *
+ * Context: Process context (the fault path); may sleep to allocate.
  * Return: the page with a reference the caller owns, or ERR_PTR(-ENXIO)
  * past the VM's size, or ERR_PTR(-ENOMEM).
  */
@@ -361,29 +437,22 @@ struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn)
 	if (!page)
 		return ERR_PTR(-ENOMEM);
 
-	ps_ops_begin();
 	old_memcg = set_active_memcg(vm->memcg);	/* for xarray nodes too */
 	xa_lock(&vm->pages);
-	if (ps_gfn_valid(vm, gfn))
-		cur = __xa_cmpxchg(&vm->pages, gfn, NULL, page,
-				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
-	else
-		cur = XA_ERROR(-ENXIO);
+	cur = ps_vm_fill_hole_locked(vm, gfn, page);
 	set_active_memcg(old_memcg);
 	if (cur) {
 		/* Another fault or add_to_physmap filled it, or no memory. */
 		if (!xa_is_err(cur))
 			get_page(ps_entry_page(cur));
 		xa_unlock(&vm->pages);
-		ps_ops_end();
 		put_page(page);
 		return xa_is_err(cur) ? ERR_PTR(xa_err(cur)) : ps_entry_page(cur);
 	}
 	get_page(page);
-	xa_unlock(&vm->pages);
 	atomic_long_inc(&vm->stats.private_pages);
 	atomic_long_inc(&ps_stats.private_pages);
-	ps_ops_end();
+	xa_unlock(&vm->pages);
 	return page;
 }
 
@@ -404,12 +473,28 @@ static vm_fault_t ps_vm_fault(struct vm_fault *vmf)
 	 * entry meanwhile must not be mapped: fault again.
 	 */
 	folio = page_folio(page);
-	folio_lock(folio);
+	if (folio_lock_killable(folio)) {
+		/* The task dies before it could retry. */
+		put_page(page);
+		return VM_FAULT_NOPAGE;
+	}
 	entry = xa_load(&vm->pages, vmf->pgoff);
 	if (ps_entry_page(entry) != page) {
 		folio_unlock(folio);
 		put_page(page);
 		return VM_FAULT_NOPAGE;
+	}
+	/*
+	 * A memory error: the faulting task gets SIGBUS (KVM sends a vCPU
+	 * thread SIGBUS with BUS_MCEERR_AR, and the VMM injects a machine
+	 * check into the guest). The page must not reach the core's
+	 * own poison handling, which would take it for a page-cache page and
+	 * unmap it through its (NULL) mapping, nor be mapped.
+	 */
+	if (unlikely(PageHWPoison(page))) {
+		folio_unlock(folio);
+		put_page(page);
+		return VM_FAULT_HWPOISON;
 	}
 	/* Some PTE maps this frame now: whoever moves its gfns must zap. */
 	if (ps_entry_shared(entry))
@@ -432,21 +517,37 @@ static vm_fault_t ps_vm_page_mkwrite(struct vm_fault *vmf)
 	void *entry;
 	int ret;
 
-	folio_lock(folio);
+	if (folio_lock_killable(folio))
+		return VM_FAULT_NOPAGE;
+	if (unlikely(PageHWPoison(vmf->page))) {
+		/* Poisoned while mapped read-only: no write into it either. */
+		folio_unlock(folio);
+		return VM_FAULT_HWPOISON;
+	}
 	entry = xa_load(&vm->pages, vmf->pgoff);
 	if (entry == vmf->page)
 		return VM_FAULT_LOCKED;	/* private: the common case */
 	folio_unlock(folio);
 
 	ps_ops_begin();
-	folio_lock(folio);
+	if (folio_lock_killable(folio)) {
+		ps_ops_end();
+		return VM_FAULT_NOPAGE;
+	}
 	ret = ps_unshare_locked(vm, vmf->pgoff, vmf->page);
 	ps_ops_end();
 	if (!ret)
 		return VM_FAULT_LOCKED;
 	folio_unlock(folio);
-	/* A new page (or someone else's change) is behind the gfn: refault. */
-	return ret == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_NOPAGE;
+	switch (ret) {
+	case -ENOMEM:
+		return VM_FAULT_OOM;
+	case -EHWPOISON:
+		return VM_FAULT_HWPOISON;
+	default:
+		/* A new page (or someone else's change) is behind the gfn: refault. */
+		return VM_FAULT_NOPAGE;
+	}
 }
 
 static void ps_vm_vma_open(struct vm_area_struct *vma)
@@ -485,23 +586,25 @@ static const struct vm_operations_struct ps_vm_ops = {
  *
  * Return: 0; -EINVAL for a private mapping, which would turn guest writes
  * into anonymous copies the module does not own; -ENXIO if the mapping
- * goes past the VM's size; -EFBIG if a first mapping is larger than
- * max_vm_size.
+ * goes past the VM's size; -EFBIG if the VM has no size yet and the
+ * mapping ends past max_vm_size (what PAGESHARE_SET_SIZE answers for that
+ * size).
  */
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 {
 	u64 max = ps_max_size();
-	u64 end;
+	u64 end = U64_MAX;
 	int ret = 0;
 
 	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
-	if (vma->vm_pgoff > max >> PAGE_SHIFT)
-		return -ENXIO;
-	end = ((u64)vma->vm_pgoff << PAGE_SHIFT) + vma->vm_end - vma->vm_start;
+	/* U64_MAX: an offset so far out that no VM can be that large. */
+	if (vma->vm_pgoff <= max >> PAGE_SHIFT)
+		end = ((u64)vma->vm_pgoff << PAGE_SHIFT) + vma->vm_end - vma->vm_start;
 
 	mutex_lock(&vm->lock);
 	if (!vm->size) {
+		/* As PAGESHARE_SET_SIZE answers for that size. */
 		if (end > max)
 			ret = -EFBIG;
 		else

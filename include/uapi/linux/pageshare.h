@@ -14,7 +14,13 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* Registered in Documentation/userspace-api/ioctl/ioctl-number.rst. */
+/*
+ * Not registered: 0xB9 is unused in Linux 6.12's
+ * Documentation/userspace-api/ioctl/ioctl-number.rst (0xB8 is the last
+ * entry before 0xC0), and is to be registered there, for numbers 0x00-0x3F,
+ * when this module is submitted (Documentation/virt/pageshare/api.rst,
+ * section 5, gives the line).
+ */
 #define PAGESHARE_IOCTL_TYPE	0xB9
 
 /* Returned by PAGESHARE_GET_API_VERSION. */
@@ -33,7 +39,7 @@
  * struct pageshare_size - Argument of PAGESHARE_SET_SIZE.
  * @size:	Bytes of guest RAM: a non-zero multiple of the page size, at
  *		most the module's max_vm_size.
- * @flags:	Must be zero.
+ * @flags:	Must be zero: no flag is defined.
  * @reserved:	Must be zero.
  */
 struct pageshare_size {
@@ -46,9 +52,10 @@ struct pageshare_size {
  * PAGESHARE_SET_SIZE - Set the size of a VM's memory.
  *
  * Only while nothing maps the VM. Shrinking frees the pages past the new
- * end. Setting the current size again always succeeds.
+ * end; growing adds gfns without a page (holes). Setting the current size
+ * again always succeeds.
  *
- * Return: 0 on success, or -1 with errno set to:
+ * Return: 0 on success, or -1 with errno set to (in the order checked):
  *
  * * ``EFAULT`` - the argument is not readable.
  * * ``EINVAL`` - @flags or @reserved is not zero, or @size is zero or not
@@ -104,7 +111,8 @@ struct pageshare_vm_info {
  *		GET and for SET with NEW_GROUP.
  * @flags:	PAGESHARE_POLICY_NO_INTRA_VM: no two of this VM's own gfns
  *		may be backed by one frame (sharing inside the VM is allowed
- *		by default). SET also takes PAGESHARE_POLICY_NEW_GROUP.
+ *		by default). SET also takes PAGESHARE_POLICY_NEW_GROUP; GET
+ *		never returns it. Any other bit is EINVAL.
  * @pad:	Must be zero.
  * @reserved:	Must be zero.
  */
@@ -119,19 +127,23 @@ struct pageshare_policy {
  * PAGESHARE_SET_POLICY - Set the sharing policy of the VM of this descriptor.
  *
  * Only the VM's own descriptor sets its policy (a privileged agent that
- * opened the VM by id holds one too). A policy changes only while none of
- * the VM's gfns is on a frame with other sharers, so every frame's sharers
- * always satisfy every sharer's policy. Setting the current policy again
- * always succeeds.
+ * opened the VM by id holds one too). A policy changes only while no gfn
+ * of the VM is on a frame with two or more sharers, the VM's own other
+ * gfns included, so every frame's sharers always satisfy every sharer's
+ * policy. Setting the current policy again always succeeds. A change holds
+ * off PAGESHARE_SHARE and PAGESHARE_ADD_TO_PHYSMAP host-wide while it is
+ * made; faults, copy-on-write, nominate and unshare go on. On success the
+ * argument is written back with @group set to the VM's group.
  *
- * Return: 0 on success, or -1 with errno set to:
+ * Return: 0 on success, or -1 with errno set to (in the order checked):
  *
- * * ``EFAULT`` - the argument is not readable, or (NEW_GROUP) not writable.
+ * * ``EFAULT`` - the argument is not readable, or not writable (checked
+ *   before anything changes, with or without NEW_GROUP).
  * * ``EINVAL`` - an unknown flag, a non-zero @pad or @reserved, or a
  *   non-zero @group with PAGESHARE_POLICY_NEW_GROUP.
- * * ``ENOENT`` - @group is not 0 and no VM is in that group.
+ * * ``ENOENT`` - @group is not 0, not the VM's own, and no VM is in it.
  * * ``EBUSY``  - the policy would change and some gfn of the VM is on a
- *   frame with other sharers; unshare them first.
+ *   frame with two or more sharers; unshare them first.
  */
 #define PAGESHARE_SET_POLICY	_IOWR(PAGESHARE_IOCTL_TYPE, 0x03, struct pageshare_policy)
 
@@ -148,7 +160,7 @@ struct pageshare_policy {
  * struct pageshare_open_vm - Argument of PAGESHARE_OPEN_VM.
  * @id:		The VM's id, as in /sys/kernel/pageshare/vm/ and
  *		struct pageshare_vm_info.
- * @flags:	Must be zero.
+ * @flags:	Must be zero: no flag is defined.
  * @pad:	Must be zero.
  * @reserved:	Must be zero.
  */
@@ -164,16 +176,19 @@ struct pageshare_open_vm {
  *
  * For a privileged deduplication agent (CAP_SYS_ADMIN), which may be issued
  * on any /dev/pageshare descriptor. The new descriptor refers to the VM
- * exactly as its owner's does (close-on-exec set): it keeps the VM alive
- * until closed, so an agent closes the descriptors of VMs whose VMM exited.
+ * exactly as its owner's does (close-on-exec set) and holds a counted
+ * reference to its file: it keeps the VM alive until closed, so an agent
+ * closes the descriptors of VMs whose VMM exited.
  *
- * Return: a new file descriptor, or -1 with errno set to:
+ * Return: a new file descriptor, or -1 with errno set to (in the order
+ * checked):
  *
  * * ``EPERM``  - the caller lacks CAP_SYS_ADMIN.
  * * ``EFAULT`` - the argument is not readable.
  * * ``EINVAL`` - @flags, @pad or @reserved is not zero.
- * * ``ESRCH``  - no VM has this id (it never existed, or it is gone).
  * * ``EMFILE`` - the caller has no free descriptor.
+ * * ``ESRCH``  - no VM has this id (it never existed, it is gone, or its
+ *   file is being released).
  */
 #define PAGESHARE_OPEN_VM	_IOW(PAGESHARE_IOCTL_TYPE, 0x05, struct pageshare_open_vm)
 
@@ -183,26 +198,55 @@ struct pageshare_open_vm {
  * operation has a single form, which returns 0 or -1 with errno, and a
  * batch form (struct pageshare_batch), which stores a result per entry.
  *
- * Errors of the sharing operations, besides EFAULT and EINVAL:
+ * A handle names a frame: a page in shared state, read-only everywhere,
+ * that may back gfns of several VMs. Every gfn on a frame reports the
+ * frame's handle; an operation given a handle checks that the gfn it names
+ * is on the frame carrying it. A frame's bytes cannot change while it is in
+ * shared state, and its handle dies when the frame ends: when its last
+ * sharer is written or unshared (the frame turns private, or that gfn gets
+ * a copy), when a share moves its gfns onto another frame, or when its last
+ * sharer is dropped by a shrink or the VM's teardown. A gfn that leaves a
+ * frame others keep no longer matches the handle, which stays valid for
+ * them. Handles are never 0 and never reused.
  *
- * * ``EBADF``   - a VM descriptor is not an open /dev/pageshare file.
- * * ``ENXIO``   - a gfn is not below its VM's size.
- * * ``ENODATA`` - nominate: the gfn has no page yet.
- * * ``EBUSY``   - nominate: the page has references beyond its mappings
- *   (a GUP pin, DMA); share: a page was pinned for DMA since its nominate;
- *   retry later or leave it.
- * * ``ESTALE``  - share, add_to_physmap: the source handle does not name
- *   the source gfn's current version (it was written, or never had it).
- * * ``EIDRM``   - share: the client handle does not name the client gfn's
- *   current version.
- * * ``EILSEQ``  - share with PAGESHARE_SHARE_COMPARE: the bytes differ.
- * * ``EMLINK``  - share, add_to_physmap: the frame would have more sharers
- *   than the module's max_sharers.
- * * ``EEXIST``  - add_to_physmap: the client gfn already has a page.
- * * ``EACCES``  - share, add_to_physmap: a VM's policy forbids it: two
+ * An entry's result field is ignored on input. The single form reads its
+ * entry first (EFAULT if it cannot); nominate and query, which have
+ * outputs, also write it back unchanged before they run, so an entry that
+ * is not writable fails with EFAULT with nothing done. Share,
+ * add_to_physmap and unshare only read their entry.
+ *
+ * Errors of the sharing operations, besides EFAULT and EINVAL (an unknown
+ * flag bit, a non-zero pad, a gfn shared with itself);
+ * Documentation/virt/pageshare/api.rst gives each operation's order of
+ * checks:
+ *
+ * * ``EBADF``     - a VM descriptor is not an open /dev/pageshare file.
+ * * ``ENXIO``     - a gfn is not below its VM's size.
+ * * ``ENODATA``   - nominate: the gfn has no page yet.
+ * * ``EACCES``    - share, add_to_physmap: a VM's policy forbids it: two
  *   different VMs not in one share group (struct pageshare_policy), or two
  *   gfns of a VM with PAGESHARE_POLICY_NO_INTRA_VM on one frame.
- * * ``ENOMEM``  - no memory; nothing was changed.
+ * * ``ESTALE``    - share, add_to_physmap: the source gfn is not on the
+ *   frame that carries the source handle.
+ * * ``EIDRM``     - share: the client gfn is not on the frame that carries
+ *   the client handle.
+ * * ``EHWPOISON`` - the page has a memory error: nominate (its bytes are
+ *   neither hashed nor shared), share (either frame), add_to_physmap (the
+ *   source frame), unshare (its bytes cannot be copied).
+ * * ``EEXIST``    - add_to_physmap: the client gfn already has a page.
+ * * ``EBUSY``     - nominate: the page has references beyond its entry's
+ *   once its mappings are gone (a GUP pin, DMA, a pipe); share: either
+ *   frame may be pinned for DMA (its references less its mappings reach
+ *   GUP_PIN_COUNTING_BIAS); retry later or leave it.
+ * * ``EILSEQ``    - share: the bytes were compared and differ.
+ * * ``EMLINK``    - share, add_to_physmap: the frame would have more
+ *   sharers than the module's max_sharers.
+ * * ``ENOMEM``    - no memory; nothing was changed.
+ *
+ * A page fault that would map a gfn whose page has a memory error, and a
+ * write to a gfn in shared state whose frame has one, get SIGBUS
+ * (VM_FAULT_HWPOISON); for KVM's faults, KVM sends the vCPU thread SIGBUS
+ * with BUS_MCEERR_AR, which the VMM turns into a machine check.
  */
 
 /* pageshare_nominate::flags: also return the hash of the page's bytes. */
@@ -213,17 +257,20 @@ struct pageshare_open_vm {
  * @vm:		In: VM descriptor.
  * @flags:	In: PAGESHARE_NOMINATE_HASH or 0.
  * @gfn:	In: the gfn.
- * @handle:	Out: the handle of the gfn's current version, never 0.
+ * @handle:	Out: the handle of the gfn's frame, never 0.
  * @hash:	Out: with PAGESHARE_NOMINATE_HASH, a 64-bit hash (xxh64, seed
  *		0) of the page's bytes, taken while the page cannot change;
  *		else 0.
- * @result:	Out, batch form only: 0 or a negative errno.
- * @pad:	Zero.
+ * @result:	Ignored on input. Batch form: 0 or a negative errno. Single
+ *		form: 0 on success, else left as it was.
+ * @pad:	Must be zero.
  *
  * The gfn's page becomes read-only in every mapping, KVM's included; the
- * next write to it gives the writer a private copy and kills the handle.
- * Nominating a gfn that is already nominated or shared returns its current
- * handle.
+ * next write to the gfn gives it a page of its own (as PAGESHARE_UNSHARE
+ * does), after which it no longer matches the handle. Nominating a gfn that
+ * is already nominated or shared returns its frame's current handle. On
+ * failure the single form writes no output; the batch form stores 0 in
+ * @handle and @hash.
  */
 struct pageshare_nominate {
 	__u32 vm;
@@ -243,16 +290,22 @@ struct pageshare_nominate {
  * @src_vm:	In: VM descriptor of the source.
  * @client_vm:	In: VM descriptor of the client; may be the source's.
  * @src_gfn:	In: source gfn.
- * @src_handle:	In: handle of the source gfn's current version.
+ * @src_handle:	In: handle of the source gfn's frame.
  * @client_gfn:	In: client gfn.
- * @client_handle: In: handle of the client gfn's current version.
+ * @client_handle: In: handle of the client gfn's frame.
  * @flags:	In: PAGESHARE_SHARE_COMPARE or 0.
- * @result:	Out, batch form only: 0 or a negative errno.
+ * @result:	Ignored on input. Batch form: 0 or a negative errno.
  *
  * Every gfn on the client's frame moves to the source's frame and the
  * client's frame is freed: the client handle dies, the source handle
- * lives. Two gfns already on one frame succeed without change; a gfn
- * shared with itself is EINVAL.
+ * lives. The moved gfns read the source's bytes afterwards. The caller
+ * vouches for the bytes of the two VMs it names; if the client's frame also
+ * backs a gfn of any other VM, the kernel compares the two frames' bytes
+ * whatever PAGESHARE_SHARE_COMPARE says and fails with EILSEQ if they
+ * differ, so a share changes what a gfn reads only in the two named VMs.
+ * Both handles are checked first (ESTALE, then EIDRM); then two gfns
+ * already on one frame succeed without change. A gfn shared with itself
+ * is EINVAL.
  */
 struct pageshare_share {
 	__u32 src_vm;
@@ -270,10 +323,16 @@ struct pageshare_share {
  * @src_vm:	In: VM descriptor of the source.
  * @client_vm:	In: VM descriptor of the client.
  * @src_gfn:	In: source gfn.
- * @src_handle:	In: handle of the source gfn's current version.
+ * @src_handle:	In: handle of the source gfn's frame.
  * @client_gfn:	In: a client gfn that has no page yet.
- * @flags:	In: zero.
- * @result:	Out, batch form only: 0 or a negative errno.
+ * @flags:	In: zero: no flag is defined.
+ * @result:	Ignored on input. Batch form: 0 or a negative errno.
+ *
+ * The client gfn joins the source's frame. Errors are checked in this
+ * order: EINVAL, EBADF, ENXIO, EACCES (share groups), ESTALE, EHWPOISON,
+ * EEXIST, EACCES (PAGESHARE_POLICY_NO_INTRA_VM), EMLINK, ENOMEM; then the
+ * insertion into the hole can still fail with EEXIST (a first touch won),
+ * ENXIO (a shrink took the gfn) or ENOMEM.
  */
 struct pageshare_add_to_physmap {
 	__u32 src_vm;
@@ -288,14 +347,17 @@ struct pageshare_add_to_physmap {
 /**
  * struct pageshare_unshare - Give a gfn a private page again.
  * @vm:		In: VM descriptor.
- * @flags:	In: zero.
+ * @flags:	In: zero: no flag is defined.
  * @gfn:	In: the gfn.
- * @result:	Out, batch form only: 0 or a negative errno.
- * @pad:	Zero.
+ * @result:	Ignored on input. Batch form: 0 or a negative errno.
+ * @pad:	Must be zero.
  *
  * What a write does, without writing: the last sharer of a frame keeps
- * it without a copy, any other gets a copy. A private gfn or a hole is
- * left as it is.
+ * it in place, without a copy, only when the page's reference count shows
+ * nobody else holds it (the frame, the caller, one per page table entry);
+ * otherwise, and for every other sharer, the gfn gets a copy. A frame left
+ * without sharers ends, its page living on only with whoever still holds
+ * it. A private gfn or a hole is left as it is.
  */
 struct pageshare_unshare {
 	__u32 vm;
@@ -314,14 +376,16 @@ struct pageshare_unshare {
 /**
  * struct pageshare_query - What backs a gfn.
  * @vm:		In: VM descriptor.
- * @flags:	In: zero.
+ * @flags:	In: zero: no flag is defined.
  * @gfn:	In: the gfn.
- * @handle:	Out: the current handle, or 0 for a hole or a private page.
+ * @handle:	Out: the handle of its frame, or 0 for a hole or a private
+ *		page.
  * @sharers:	Out: gfns (in all VMs) on the gfn's frame: 0 for a hole, 1
  *		for a private or nominated page.
  * @state:	Out: PAGESHARE_STATE_*.
- * @result:	Out, batch form only: 0 or a negative errno.
- * @pad:	Zero.
+ * @result:	Ignored on input. Batch form: 0 or a negative errno. Single
+ *		form: 0 on success, else left as it was.
+ * @pad:	Must be zero.
  */
 struct pageshare_query {
 	__u32 vm;
@@ -340,24 +404,29 @@ struct pageshare_query {
  *		operation's type (struct pageshare_nominate for
  *		PAGESHARE_NOMINATE_BATCH, and so on).
  * @count:	In: number of entries, at most PAGESHARE_BATCH_MAX.
- * @flags:	In: zero.
- * @done:	Out: entries processed; each has its result set. Less than
- *		@count only when the call fails (EINTR on a signal, EFAULT),
- *		so a caller can resume at entry @done.
- * @pad:	Zero.
- * @reserved:	Zero.
+ * @flags:	In: zero: no flag is defined.
+ * @done:	Out: entries run, each with its result stored. Set to 0
+ *		before any entry runs, and to @count on success; less only
+ *		when the call fails with EINTR, EFAULT or ENOMEM, so a caller
+ *		can resume at entry @done. Not written when the header is
+ *		refused (the first EFAULT, EINVAL, E2BIG).
+ * @pad:	Must be zero.
+ * @reserved:	Must be zero.
  *
- * Entries are processed in order; one entry's failure does not stop the
- * batch. The ioctl returns 0 once every entry has its result. Entries are
- * processed in chunks of up to 64, each of which must be readable and
- * writable: a chunk that is not (EFAULT) is not run, so no change is ever
- * made without its result reaching the caller. The same holds for the
- * single forms that return outputs (nominate, query).
+ * The header is checked in this order: EFAULT (not readable), EINVAL
+ * (@flags, @pad or @reserved not zero), E2BIG (@count above
+ * PAGESHARE_BATCH_MAX), EFAULT (@done cannot be stored), ENOMEM. Entries
+ * are then run in order, in chunks of up to 64, each of which is read and
+ * written back before any of its entries runs: a chunk that is not both
+ * readable and writable fails the call with EFAULT and none of it runs, so
+ * no change is made without its result reaching the caller (unless the
+ * caller unmaps or write-protects the array while the call runs). One
+ * entry's failure does not stop the batch. After each chunk, if entries
+ * remain and any signal is pending (not only a fatal one), the call fails
+ * with EINTR. A @count of 0 runs nothing, stores 0 in @done and returns 0.
  *
- * Return: 0, or -1 with errno set to EFAULT (the argument or a chunk of
- * entries is not readable and writable), EINVAL (@flags, @pad or
- * @reserved not zero), E2BIG (@count above PAGESHARE_BATCH_MAX), EINTR (a
- * signal arrived; resume at @done) or ENOMEM.
+ * Return: 0 once every entry has its result, or -1 with errno set to
+ * EFAULT, EINVAL, E2BIG, ENOMEM or EINTR (resume at @done).
  */
 struct pageshare_batch {
 	__u64 entries;
@@ -376,8 +445,12 @@ struct pageshare_batch {
  * @shared_gfns:	This VM's gfns backed by frames in shared state
  *			(nominated or shared).
  * @nominated_gfns:	Of those, gfns that are alone on their frame.
- * @cow_breaks:		Times a gfn of this VM left a shared frame, by a
- *			write or an unshare.
+ * @cow_breaks:		One each time a gfn of this VM leaves shared
+ *			state (nominated or shared) by a write or by
+ *			PAGESHARE_UNSHARE, the frame's last sharer
+ *			included, whether it keeps the frame in place or
+ *			gets a copy. A shrink, the teardown or a share
+ *			that moves the gfn does not count.
  * @vms:		VMs that exist.
  * @total_private_pages: Private pages of all VMs.
  * @shared_frames:	Frames in shared state.
@@ -415,6 +488,9 @@ struct pageshare_stats {
 /**
  * PAGESHARE_GET_STATS - This VM's counters and the global ones.
  *
+ * Documentation/virt/pageshare/api.rst (3.10) lists every counter and
+ * where else it is shown (fdinfo, /sys/kernel/pageshare/).
+ *
  * Return: 0, or -1 with errno EFAULT.
  */
 #define PAGESHARE_GET_STATS	_IOR(PAGESHARE_IOCTL_TYPE, 0x30, struct pageshare_stats)
@@ -422,11 +498,14 @@ struct pageshare_stats {
 /**
  * PAGESHARE_AUDIT - Check every invariant of every VM and frame.
  *
- * Takes no argument. Stops every sharing operation while it runs and
- * reports each inconsistency in the kernel log.
+ * Takes no argument. Holds off every sharing operation, copy-on-write,
+ * policy change, shrink and VM creation and teardown while it runs, but
+ * not first touches of holes, which it allows for. Reports each
+ * inconsistency in the kernel log.
  *
- * Return: the number of inconsistencies found (0 when all is well), or -1
- * with errno EPERM (the caller lacks CAP_SYS_ADMIN) or ENOMEM.
+ * Return: the number of inconsistencies found (0 when all is well; at most
+ * INT_MAX), or -1 with errno EPERM (the caller lacks CAP_SYS_ADMIN) or
+ * ENOMEM.
  */
 #define PAGESHARE_AUDIT		_IO(PAGESHARE_IOCTL_TYPE, 0x31)
 

@@ -6,7 +6,10 @@
  */
 
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
@@ -337,6 +340,77 @@ TEST(sysfs_is_root_only)
 	close(n);
 	EXPECT_EQ(group, strtoull(buf, NULL, 0));
 	close(fd);
+}
+
+/*
+ * An open() that fails must never have been a VM anyone could open by id.
+ * O_DIRECT is refused by the VFS after the driver's open() (no direct_IO):
+ * an agent that looks up the next ids meanwhile must find nothing.
+ */
+struct opener {
+	atomic_long next;	/* the id the next open() would get */
+	atomic_int stop;
+	long got;		/* descriptors OPEN_VM gave */
+};
+
+static void *open_by_id(void *arg)
+{
+	struct opener *o = arg;
+	int agent = ps_open_alone(), fd;
+	long id;
+
+	if (agent < 0)
+		return NULL;
+	while (!atomic_load(&o->stop)) {
+		id = atomic_load(&o->next);
+		for (long i = id; i < id + 2; i++) {
+			fd = open_vm(agent, i);
+			if (fd >= 0) {
+				o->got++;
+				close(fd);
+			}
+		}
+	}
+	close(agent);
+	return NULL;
+}
+
+TEST(failed_open_is_never_a_vm)
+{
+	struct opener o = { 0 };
+	long first, last;
+	pthread_t t;
+	time_t t0;
+	int fd, i;
+
+	REQUIRE_DEVICE();
+	fd = ps_open_alone();
+	ASSERT_LE(0, fd);
+	first = vm_id(fd);
+	close(fd);
+	atomic_store(&o.next, first + 1);
+	ASSERT_EQ(0, pthread_create(&t, NULL, open_by_id, &o));
+	t0 = time(NULL);
+	for (i = 0; i < 3000 && time(NULL) - t0 < 10; i++) {
+		fd = open(PS_DEV, O_RDWR | O_DIRECT);
+		if (fd >= 0) {
+			close(fd);
+			break;
+		}
+		/* Each failed open() may have used an id. */
+		atomic_fetch_add(&o.next, 1);
+	}
+	atomic_store(&o.stop, 1);
+	pthread_join(t, NULL);
+	EXPECT_GT(0, fd) TH_LOG("O_DIRECT opened /dev/pageshare");
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, o.got) TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed", o.got);
+	fd = ps_open_alone();
+	ASSERT_LE(0, fd);
+	last = vm_id(fd);
+	close(fd);
+	TH_LOG("%d failed opens in %ld s; ids %ld..%ld", i, (long)(time(NULL) - t0), first, last);
+	EXPECT_EQ(0, ps_audit_all());
 }
 
 TEST_HARNESS_MAIN

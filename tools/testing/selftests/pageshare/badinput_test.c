@@ -450,4 +450,93 @@ TEST_F(bad, outputs_fully_initialised)
 	EXPECT_UNCHANGED();
 }
 
+/*
+ * An argument the kernel can read but not write back: a failing ioctl
+ * changes nothing. SET_POLICY with NEW_GROUP must not leave the VM in a
+ * new group whose id the caller never got; a batch whose header cannot
+ * take its done count must not run its entries.
+ */
+TEST_F(bad, read_only_outputs_change_nothing)
+{
+	struct pageshare_policy *pol, before, now;
+	struct pageshare_batch *hdr;
+	struct pageshare_unshare u = { .vm = self->fd[0], .gfn = 2 };
+	void *page;
+
+	page = mmap(NULL, PS_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, page);
+	ASSERT_EQ(0, ioctl(self->fd[2], PAGESHARE_GET_POLICY, &before));
+
+	pol = page;
+	*pol = (struct pageshare_policy) { .flags = PAGESHARE_POLICY_NEW_GROUP };
+	ASSERT_EQ(0, mprotect(page, PS_PAGE, PROT_READ));
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd[2], PAGESHARE_SET_POLICY, pol));
+	ASSERT_EQ(0, mprotect(page, PS_PAGE, PROT_READ | PROT_WRITE));
+	ASSERT_EQ(0, ioctl(self->fd[2], PAGESHARE_GET_POLICY, &now));
+	EXPECT_EQ(before.group, now.group) TH_LOG("the VM joined a group nobody was told of");
+	EXPECT_EQ(before.flags, now.flags);
+
+	/* Entries writable, header not: a's shared gfn 2 must stay shared. */
+	hdr = page;
+	*hdr = (struct pageshare_batch) { .entries = (uintptr_t)&u, .count = 1 };
+	ASSERT_EQ(0, mprotect(page, PS_PAGE, PROT_READ));
+	EXPECT_ERRNO(EFAULT, ioctl(self->fd[0], PAGESHARE_UNSHARE_BATCH, hdr));
+	ASSERT_EQ(0, mprotect(page, PS_PAGE, PROT_READ | PROT_WRITE));
+	munmap(page, PS_PAGE);
+	EXPECT_UNCHANGED();
+}
+
+/*
+ * mmap's errors agree with SET_SIZE's: a mapping of a VM without a size
+ * that ends past max_vm_size is too big (EFBIG), as SET_SIZE of that size
+ * is; one past a VM's size is ENXIO.
+ */
+TEST_F(bad, mmap_errors_agree_with_set_size)
+{
+	long max = 0, now = 0;
+	FILE *f = fopen("/sys/module/pageshare/parameters/max_vm_size", "r");
+	void *m;
+	int fd;
+
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(1, fscanf(f, "%ld", &max));
+	fclose(f);
+	fd = ps_open_alone();
+	ASSERT_LE(0, fd);
+	EXPECT_ERRNO(EFBIG, ps_set_size(fd, max + PS_PAGE));
+	/* A mapping past max_vm_size, at an offset, and one that starts past it. */
+	m = mmap(NULL, 2 * PS_PAGE, PROT_READ, MAP_SHARED, fd, max - PS_PAGE);
+	EXPECT_EQ(MAP_FAILED, m);
+	EXPECT_EQ(EFBIG, errno);
+	m = mmap(NULL, PS_PAGE, PROT_READ, MAP_SHARED, fd, max + 16 * PS_PAGE);
+	EXPECT_EQ(MAP_FAILED, m);
+	EXPECT_EQ(EFBIG, errno);
+	ASSERT_EQ(0, ps_set_size(fd, MIB));
+	m = mmap(NULL, 2 * PS_PAGE, PROT_READ, MAP_SHARED, fd, MIB - PS_PAGE);
+	EXPECT_EQ(MAP_FAILED, m);
+	EXPECT_EQ(ENXIO, errno);
+	close(fd);
+
+	/*
+	 * The reverse map names gfns in 32 bits: max_vm_size cannot go past
+	 * 16 TiB, nor be unaligned or 0. A refused write changes nothing.
+	 */
+	EXPECT_EQ(-1, ps_write_file("/sys/module/pageshare/parameters/max_vm_size",
+				    "35184372088832"));	/* 32 TiB */
+	EXPECT_EQ(-1, ps_write_file("/sys/module/pageshare/parameters/max_vm_size", "4097"));
+	EXPECT_EQ(-1, ps_write_file("/sys/module/pageshare/parameters/max_vm_size", "0"));
+	f = fopen("/sys/module/pageshare/parameters/max_vm_size", "r");
+	ASSERT_NE(NULL, f);
+	EXPECT_EQ(1, fscanf(f, "%ld", &now));
+	fclose(f);
+	EXPECT_EQ(max, now);
+	EXPECT_EQ(0, ps_write_file("/sys/module/pageshare/parameters/max_vm_size",
+				   "17592186044416"));	/* 16 TiB, the most */
+	f = fopen("/sys/module/pageshare/parameters/max_vm_size", "w");
+	ASSERT_NE(NULL, f);
+	fprintf(f, "%ld", max);
+	EXPECT_EQ(0, fclose(f));
+	EXPECT_UNCHANGED();
+}
+
 TEST_HARNESS_MAIN

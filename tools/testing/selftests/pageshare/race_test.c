@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "kselftest_harness.h"
 #include "pageshare_util.h"
@@ -400,6 +401,95 @@ TEST(fork_of_the_vmm)
 	close(fa);
 	close(fb);
 	EXPECT_EQ(0, ps_audit_all());
+}
+
+/*
+ * add_to_physmap into the last gfn of an unmapped VM while another thread
+ * shrinks it to one page and grows it back: no entry may survive past a
+ * shrink (the audit checks every entry against its VM's size). Each
+ * insert lands in an empty part of the VM's tree, so it allocates a node.
+ */
+struct shrinker {
+	int fd;
+	atomic_int *stop;
+	int rounds, audit_errors;
+};
+
+#define SHRINK_SIZE	(64 * MIB)
+
+/*
+ * Shrinks to one page, audits while the VM is that small (an entry that
+ * an add_to_physmap put past the size after the shrink passed it is seen
+ * only then: the next grow covers it again), and grows back.
+ */
+static void *shrinker(void *arg)
+{
+	struct shrinker *s = arg;
+
+	while (!atomic_load(s->stop)) {
+		if (ps_set_size(s->fd, PS_PAGE))
+			break;
+		if (ps_audit(s->fd))
+			s->audit_errors++;
+		if (ps_set_size(s->fd, SHRINK_SIZE))
+			break;
+		s->rounds++;
+	}
+	return NULL;
+}
+
+TEST(add_to_physmap_while_shrinking)
+{
+	atomic_int stop = 0;
+	struct shrinker s = { .stop = &stop };
+	uint64_t h, last = SHRINK_SIZE / PS_PAGE - 1, gfn;
+	int i, added = 0, bad = 0, src;
+	unsigned char *mem;
+	time_t t0;
+	pthread_t t;
+
+	REQUIRE_DEVICE();
+	src = ps_open();
+	ASSERT_LE(0, src);
+	mem = ps_map(src, MIB, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	s.fd = ps_open();
+	ASSERT_LE(0, s.fd);
+	ASSERT_EQ(0, ps_set_size(s.fd, SHRINK_SIZE));
+	host_fill(mem + PS_DATA_GFN * PS_PAGE, PS_DATA_GFN, 3);
+	ASSERT_EQ(0, ps_nominate(src, PS_DATA_GFN, &h, NULL));
+	ASSERT_EQ(0, pthread_create(&t, NULL, shrinker, &s));
+	t0 = time(NULL);
+	for (i = 0; i < 20000 && time(NULL) - t0 < 10; i++) {
+		/* Spread over the VM: each gfn wants nodes of its own. */
+		gfn = last - (i % 8) * 2048;
+		if (!ps_add_to_physmap(src, PS_DATA_GFN, h, s.fd, gfn))
+			added++;
+		else if (errno != ENXIO && errno != EEXIST)
+			bad++;
+	}
+	atomic_store(&stop, 1);
+	pthread_join(t, NULL);
+	TH_LOG("%d of %d add_to_physmap calls landed, %d shrinks, each audited",
+	       added, i, s.rounds);
+	EXPECT_EQ(0, bad);
+	EXPECT_EQ(0, s.audit_errors) TH_LOG("entries past a shrunk size");
+	EXPECT_EQ(0, ps_audit_all());
+	/* A gfn the last shrink cut off is a hole when the VM grows again. */
+	ASSERT_EQ(0, ps_set_size(s.fd, PS_PAGE));
+	ASSERT_EQ(0, ps_set_size(s.fd, SHRINK_SIZE));
+	for (i = 0; i < 8; i++) {
+		struct pageshare_query q;
+
+		ASSERT_EQ(0, ps_query(s.fd, last - i * 2048, &q))
+			TH_LOG("query of gfn %lu: %s", (unsigned long)(last - i * 2048),
+			       strerror(errno));
+		EXPECT_EQ(PAGESHARE_STATE_HOLE, q.state);
+	}
+	EXPECT_EQ(0, ps_audit_all());
+	close(s.fd);
+	munmap(mem, MIB);
+	close(src);
 }
 
 TEST_HARNESS_MAIN

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A memory error in a frame: a gfn whose page is poisoned faults with
+ * SIGBUS (what KVM turns into a machine check for the guest), a poisoned
+ * frame is never handed to a new sharer, and the host survives. Injected
+ * with madvise(MADV_HWPOISON), which needs CONFIG_MEMORY_FAILURE and
+ * CAP_SYS_ADMIN; every poisoned page stays out of use until reboot, so the
+ * tests poison one page each.
+ */
+
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "pageshare_util.h"
+
+#define MIB		(1024UL * 1024)
+
+#ifndef MADV_HWPOISON
+#define MADV_HWPOISON	100
+#endif
+#ifndef EHWPOISON
+#define EHWPOISON	133
+#endif
+
+static uint32_t sharers(int fd, uint64_t gfn)
+{
+	struct pageshare_query q;
+
+	return ps_query(fd, gfn, &q) ? 0 : q.sharers;
+}
+
+/* How a child that touches @p ends: 0, or the signal that ended it. */
+static int touch_in_child(volatile unsigned char *p, bool write)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (write)
+			*p = 0x77;
+		else
+			(void)*p;
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status) ? -1 : 0;
+}
+
+FIXTURE(poison) {
+	int a, b;
+	unsigned char *ma, *mb;
+};
+
+FIXTURE_SETUP(poison)
+{
+	self->a = -1;
+	REQUIRE_DEVICE();
+	self->a = ps_open();
+	self->b = ps_open();
+	ASSERT_LE(0, self->a);
+	ASSERT_LE(0, self->b);
+	self->ma = ps_map(self->a, MIB, 0);
+	self->mb = ps_map(self->b, MIB, 0);
+	ASSERT_NE(MAP_FAILED, self->ma);
+	ASSERT_NE(MAP_FAILED, self->mb);
+}
+
+FIXTURE_TEARDOWN(poison)
+{
+	if (self->a < 0)
+		return;
+	EXPECT_EQ(0, ps_audit_all());
+	munmap(self->ma, MIB);
+	munmap(self->mb, MIB);
+	close(self->a);
+	close(self->b);
+	EXPECT_EQ(0, ps_audit_all());
+}
+
+/* Poisons the page behind @p; SKIPs where the kernel cannot. */
+#define POISON(p) do {							\
+	if (madvise((p), PS_PAGE, MADV_HWPOISON) && errno == EINVAL)	\
+		SKIP(return, "no CONFIG_MEMORY_FAILURE");		\
+} while (0)
+
+/*
+ * A and B share F; A maps it; F is poisoned through A's mapping. B's first
+ * touch of its gfn, read or write, gets SIGBUS (before the fix: an oops in
+ * the core's poison handling, which took F for a page-cache page).
+ */
+TEST_F(poison, shared_frame)
+{
+	uint64_t ha, hb, h;
+
+	memset(self->ma + 4 * PS_PAGE, 0x42, PS_PAGE);
+	memset(self->mb + 4 * PS_PAGE, 0x42, PS_PAGE);
+	memset(self->ma + 8 * PS_PAGE, 0x42, PS_PAGE);
+	ASSERT_EQ(0, ps_nominate(self->a, 4, &ha, NULL));
+	ASSERT_EQ(0, ps_nominate(self->b, 4, &hb, NULL));
+	ASSERT_EQ(0, ps_share(self->a, 4, ha, self->b, 4, hb, PAGESHARE_SHARE_COMPARE));
+	ASSERT_EQ(0x42, self->ma[4 * PS_PAGE]);		/* A maps F */
+
+	POISON(self->ma + 4 * PS_PAGE);
+
+	EXPECT_EQ(SIGBUS, touch_in_child(self->mb + 4 * PS_PAGE, false));
+	EXPECT_EQ(SIGBUS, touch_in_child(self->mb + 4 * PS_PAGE, true));
+	/* Not handed to anyone new, and not read for a hash or a compare. */
+	EXPECT_EQ(-1, ps_nominate(self->b, 4, &h, NULL));
+	EXPECT_EQ(EHWPOISON, errno);
+	EXPECT_EQ(-1, ps_add_to_physmap(self->a, 4, ha, self->b, 20));
+	EXPECT_EQ(EHWPOISON, errno);
+	EXPECT_EQ(0, sharers(self->b, 20));
+	ASSERT_EQ(0, ps_nominate(self->a, 8, &h, NULL));
+	EXPECT_EQ(-1, ps_share(self->a, 8, h, self->a, 4, ha, PAGESHARE_SHARE_COMPARE));
+	EXPECT_EQ(EHWPOISON, errno);
+	EXPECT_EQ(-1, ps_share(self->a, 4, ha, self->a, 8, h, 0));
+	EXPECT_EQ(EHWPOISON, errno);
+	EXPECT_EQ(1, sharers(self->a, 8));
+	/* An unshare would copy the poisoned bytes. */
+	EXPECT_EQ(-1, ps_unshare(self->b, 4));
+	EXPECT_EQ(EHWPOISON, errno);
+	EXPECT_EQ(2, sharers(self->a, 4));
+	EXPECT_EQ(0, ps_audit_all());
+}
+
+/* A private page: the usual SIGBUS on the next fault, and no nominate. */
+TEST_F(poison, private_page)
+{
+	uint64_t h;
+
+	memset(self->ma + 6 * PS_PAGE, 0x17, PS_PAGE);
+	POISON(self->ma + 6 * PS_PAGE);
+	/* A second mapping of the same VM faults it in afresh. */
+	{
+		unsigned char *m2 = ps_map(self->a, MIB, 0);
+
+		ASSERT_NE(MAP_FAILED, m2);
+		EXPECT_EQ(SIGBUS, touch_in_child(m2 + 6 * PS_PAGE, false));
+		munmap(m2, MIB);
+	}
+	EXPECT_EQ(-1, ps_nominate(self->a, 6, &h, NULL));
+	EXPECT_EQ(EHWPOISON, errno);
+	/* Other gfns are untouched. */
+	self->ma[7 * PS_PAGE] = 1;
+	EXPECT_EQ(0, ps_nominate(self->a, 7, &h, NULL));
+}
+
+TEST_HARNESS_MAIN
