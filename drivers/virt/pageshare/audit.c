@@ -70,7 +70,7 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 {
 	long private = 0, shared = 0, nominated = 0, private0, private1;
 	size_t first = a->nshared, i;
-	pgoff_t end = max(READ_ONCE(vm->size), READ_ONCE(vm->freeing)) >> PAGE_SHIFT;
+	pgoff_t end;
 	XA_STATE(xas, &vm->pages, 0);
 	struct ps_frame *frame;
 	struct page *page;
@@ -86,6 +86,8 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 	 */
 	xa_lock(&vm->pages);
 	private0 = atomic_long_read(&vm->stats.private_pages);
+	/* A shrink publishes both under this lock. */
+	end = max(vm->size, vm->freeing) >> PAGE_SHIFT;
 	xa_unlock(&vm->pages);
 
 	/* One RCU section and one tree walk, not a lookup per entry. */
@@ -155,6 +157,10 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 	if (nominated != atomic_long_read(&vm->stats.nominated_gfns))
 		ps_audit_err(a, "vm %u: %ld nominated gfns, counted %ld", vm->id,
 			     nominated, atomic_long_read(&vm->stats.nominated_gfns));
+	if (shared - nominated != atomic_long_read(&vm->stats.multi_gfns))
+		ps_audit_err(a, "vm %u: %ld gfns on frames with other sharers, counted %ld",
+			     vm->id, shared - nominated,
+			     atomic_long_read(&vm->stats.multi_gfns));
 	a->vms++;
 	a->private_pages += private;
 	a->shared_gfns += shared;
@@ -203,8 +209,8 @@ static void ps_audit_frame(struct ps_audit *a, struct page *page, long entries)
  * and VM creation and destruction, but for first touches, which only add
  * private pages and are allowed for. Logs each inconsistency.
  *
- * Context: Process context; takes ps_policy_sem and ps_ops_sem for
- * writing, then ps_vms_mutex.
+ * Context: Process context; takes ps_ops_sem for writing, then
+ * ps_vms_mutex, then each VM's xa_lock in turn.
  * Return: the number of inconsistencies, or -ENOMEM.
  */
 long ps_audit(void)

@@ -26,6 +26,7 @@
 #include <linux/kobject.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/rwsem.h>
 #include <linux/types.h>
 #include <linux/xarray.h>
 
@@ -49,12 +50,15 @@ struct vm_area_struct;
  * @cow_breaks:		gfns that left shared or nominated state by a write
  *			or an unshare, copied or kept in place; a shrink or
  *			the teardown does not count.
+ * @multi_gfns:		shared_gfns - nominated_gfns, kept in one counter
+ *			so that SET_POLICY reads it at once (share.c).
  */
 struct ps_vm_stats {
 	atomic_long_t private_pages;
 	atomic_long_t shared_gfns;
 	atomic_long_t nominated_gfns;
 	atomic_long_t cow_breaks;
+	atomic_long_t multi_gfns;
 };
 
 /**
@@ -64,10 +68,12 @@ struct ps_vm_stats {
  *		range of it reaches this VM and no other.
  * @pages:	gfn -> the page backing it. Holds one reference per page.
  * @lock:	Serialises changes of @size against new mappings.
+ * @policy_sem:	Write side: SET_POLICY of this VM; read side: share and
+ *		add_to_physmap calls that name it (share.c).
  * @size:	Bytes of guest RAM; 0 until set. Read without @lock on the
  *		fault path, which is safe because it only changes while
- *		@nr_mappings is zero. Written under @lock and the xa_lock of
- *		@pages.
+ *		@nr_mappings is zero. Written under @lock (a shrink also
+ *		under the xa_lock of @pages).
  * @freeing:	While a shrink or the teardown frees gfns: the size they
  *		are freed from, so that the audit tells entries on their way
  *		out from entries past the size. 0 otherwise.
@@ -81,7 +87,7 @@ struct ps_vm_stats {
  * @id:		Index in the table of VMs; never 0.
  * @policy:	PAGESHARE_POLICY_NO_INTRA_VM or 0.
  * @group:	Share group, 0 for none. With @policy, changes only under
- *		ps_policy_freeze(), so a sharing operation reads both once.
+ *		@policy_sem, so a sharing operation reads both once.
  * @file:	The file of the open() that created the VM, without a
  *		reference, published once the open() succeeded; taken only
  *		with get_file_active().
@@ -90,6 +96,7 @@ struct ps_vm {
 	struct inode *inode;
 	struct xarray pages;
 	struct mutex lock;	/* protects @size and @nr_mappings */
+	struct rw_semaphore policy_sem;
 	u64 size;
 	u64 freeing;
 	unsigned int nr_mappings;
@@ -220,8 +227,6 @@ void ps_ops_begin(void);
 void ps_ops_end(void);
 void ps_ops_freeze(void);
 void ps_ops_thaw(void);
-void ps_policy_freeze(void);
-void ps_policy_thaw(void);
 u64 ps_handles_issued(void);
 int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash);
 int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,

@@ -17,7 +17,7 @@
  *
  * The invariant, which the audit checks: every frame's sharers are of one
  * VM or of one group, and no frame has two gfns of a no-intra VM. A VM's
- * policy changes only under ps_policy_freeze() and only while none of its
+ * policy changes only under its policy_sem and only while none of its
  * gfns is on a frame with other sharers, so sharing operations read
  * policies that cannot change under them, and a frame never ends up with
  * sharers whose policies disagree.
@@ -55,15 +55,16 @@ static bool ps_group_used(u64 group)
  * @p: what PAGESHARE_SET_POLICY got; with PAGESHARE_POLICY_NEW_GROUP, the
  *     new group's id is stored in @p->group.
  *
- * Holds off share and add_to_physmap, the operations that read policies,
- * while it runs; faults, copy-on-write, nominate and unshare go on. A
- * nominate or a copy-on-write in flight may make it answer -EBUSY for a
- * moment (it reads two counters they update one after the other); the
- * answer is never a wrong 0, because only share and add_to_physmap put a
+ * Holds off the share and add_to_physmap calls that name @vm, the only
+ * operations that put a gfn of @vm on a frame with other sharers; nothing
+ * else waits. Whether @vm has such a gfn is one counter (multi_gfns),
+ * which every other operation raises before it lowers: a nominate or a
+ * copy-on-write in flight may make the answer -EBUSY for a moment, never
+ * a wrong 0. Other VMs' calls cannot reach @vm's frames while it has no
  * gfn on a frame with other sharers. A policy is meant to be set once,
  * when the VM starts.
  *
- * Context: Process context; takes ps_policy_sem for writing, then
+ * Context: Process context; takes @vm->policy_sem for writing, then
  * ps_vms_mutex.
  * Return: 0; -EINVAL for bad flags or reserved fields; -ENOENT for a group
  * no VM is in; -EBUSY if the policy would change while a gfn of @vm is on
@@ -86,7 +87,7 @@ int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p)
 	    group == READ_ONCE(vm->group) && policy == READ_ONCE(vm->policy))
 		return 0;
 
-	ps_policy_freeze();
+	down_write(&vm->policy_sem);
 	ps_vms_lock();
 	if (p->flags & PAGESHARE_POLICY_NEW_GROUP) {
 		do {
@@ -97,8 +98,7 @@ int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p)
 		goto out;
 	}
 	if ((group != vm->group || policy != vm->policy) &&
-	    atomic_long_read(&vm->stats.shared_gfns) !=
-	    atomic_long_read(&vm->stats.nominated_gfns)) {
+	    atomic_long_read(&vm->stats.multi_gfns)) {
 		ret = -EBUSY;
 		goto out;
 	}
@@ -107,7 +107,7 @@ int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p)
 	p->group = group;
 out:
 	ps_vms_unlock();
-	ps_policy_thaw();
+	up_write(&vm->policy_sem);
 	return ret;
 }
 
@@ -168,7 +168,8 @@ int ps_open_vm(u64 id)
  * @svm: the source VM.
  * @cvm: the client VM, maybe @svm.
  *
- * Inside ps_ops_begin(). Intra-VM sharing is decided per frame, by
+ * Inside ps_share_begin(), which holds both VMs' policy_sem. Intra-VM
+ * sharing is decided per frame, by
  * ps_policy_frames_ok().
  *
  * Return: true if they are one VM, or in one share group.
@@ -196,7 +197,9 @@ static bool ps_frame_has_vm(const struct ps_frame *frame, u32 id)
  * @cframe: the client frame, locked; NULL for add_to_physmap, whose one
  *          new sharer is in @cvm.
  *
- * Inside ps_ops_begin(), after ps_policy_pair_ok(). Costs a walk of
+ * Inside ps_share_begin(), after ps_policy_pair_ok(): the other VMs on
+ * the frames have gfns on frames with other sharers, so their policies
+ * cannot change either (ps_set_policy()). Costs a walk of
  * @cframe (which the merge walks anyway) and, only for each sharer in a
  * no-intra VM, a walk of @sframe: default policies share in O(1).
  *

@@ -25,9 +25,10 @@
  *
  *   mmap_lock                        (the fault path; held by the core)
  *     ps_vm::lock                    (a VM's size and mapping count)
- *       ps_policy_sem, read side     (share and add_to_physmap, which read
- *                                     policies; SET_POLICY and the audit
- *                                     take the write side)
+ *       ps_vm::policy_sem, read side (share and add_to_physmap, of the
+ *                                     two VMs they name, lower id first;
+ *                                     that VM's SET_POLICY takes the
+ *                                     write side)
  *         ps_ops_sem, read side      (every change of frames, and of
  *                                     entries other than a first touch;
  *                                     the audit takes the write side)
@@ -39,11 +40,14 @@
  *
  * What waits for what: a first touch (a hole becomes a private page) takes
  * only its VM's xa_lock, so nothing another VM's owner does, and not the
- * audit, delays it. A policy change waits for, and holds off, only
- * share and add_to_physmap. The audit holds off every sharing operation
- * and copy-on-write for the length of its walk; it needs CAP_SYS_ADMIN.
- * Every read-side section is one operation on one entry or frame (the
- * teardown takes one per gfn), so a writer waits for a bounded amount of
+ * audit, delays it. A policy change waits for, and holds off, only the
+ * share and add_to_physmap calls that name its own VM: the VMs on a frame
+ * that such a call touches are either the two it names or VMs whose gfns
+ * are on frames with other sharers, whose policies cannot change (EBUSY).
+ * The audit holds off every sharing operation and copy-on-write for the
+ * length of its walk; it needs CAP_SYS_ADMIN. Every read-side section of
+ * ps_ops_sem is one operation on one entry or frame (the teardown takes
+ * one per PS_FREE_BATCH gfns), so a writer waits for a bounded amount of
  * work before it gets in.
  *
  * An entry that names a page changes only under that page's lock, so a
@@ -76,7 +80,6 @@
 
 #include "pageshare.h"
 
-DEFINE_STATIC_PERCPU_RWSEM(ps_policy_sem);
 DEFINE_STATIC_PERCPU_RWSEM(ps_ops_sem);
 
 static struct kmem_cache *ps_frame_cache;
@@ -103,12 +106,10 @@ void ps_ops_end(void)
  *
  * First touches go on (see the top of this file): the audit allows for them.
  *
- * Context: Process context; sleeps. Takes ps_policy_sem and ps_ops_sem
- * for writing.
+ * Context: Process context; sleeps. Takes ps_ops_sem for writing.
  */
 void ps_ops_freeze(void)
 {
-	percpu_down_write(&ps_policy_sem);
 	percpu_down_write(&ps_ops_sem);
 }
 
@@ -120,43 +121,46 @@ void ps_ops_freeze(void)
 void ps_ops_thaw(void)
 {
 	percpu_up_write(&ps_ops_sem);
-	percpu_up_write(&ps_policy_sem);
 }
 
-/**
- * ps_policy_freeze() - Hold off every operation that reads policies.
- *
- * Those are share and add_to_physmap; faults, copy-on-write, nominate and
- * unshare go on.
- *
- * Context: Process context; sleeps. Takes ps_policy_sem for writing.
+/*
+ * The sections of share and add_to_physmap: the policies of the two VMs
+ * they name (lower id first), then the rest.
  */
-void ps_policy_freeze(void)
+static void ps_share_begin(struct ps_vm *a, struct ps_vm *b)
 {
-	percpu_down_write(&ps_policy_sem);
-}
-
-/**
- * ps_policy_thaw() - Let them go on.
- *
- * Context: After ps_policy_freeze().
- */
-void ps_policy_thaw(void)
-{
-	percpu_up_write(&ps_policy_sem);
-}
-
-/* The sections of share and add_to_physmap: policies, then the rest. */
-static void ps_share_begin(void)
-{
-	percpu_down_read(&ps_policy_sem);
+	if (a->id > b->id)
+		swap(a, b);
+	down_read(&a->policy_sem);
+	if (b != a)
+		down_read_nested(&b->policy_sem, SINGLE_DEPTH_NESTING);
 	percpu_down_read(&ps_ops_sem);
 }
 
-static void ps_share_end(void)
+static void ps_share_end(struct ps_vm *a, struct ps_vm *b)
 {
 	percpu_up_read(&ps_ops_sem);
-	percpu_up_read(&ps_policy_sem);
+	if (b != a)
+		up_read(&b->policy_sem);
+	up_read(&a->policy_sem);
+}
+
+/*
+ * A VM's shared and nominated counts, and with them its multi count: gfns
+ * on a frame with other sharers, which SET_POLICY reads in one go. Each
+ * operation raises before it lowers, so a reader in between sees too many
+ * such gfns, never too few.
+ */
+static void ps_count_shared(struct ps_vm *vm, long delta)
+{
+	atomic_long_add(delta, &vm->stats.shared_gfns);
+	atomic_long_add(delta, &vm->stats.multi_gfns);
+}
+
+static void ps_count_nominated(struct ps_vm *vm, long delta)
+{
+	atomic_long_add(delta, &vm->stats.nominated_gfns);
+	atomic_long_sub(delta, &vm->stats.multi_gfns);
 }
 
 /**
@@ -237,7 +241,7 @@ static void ps_frame_count_nominated(struct ps_frame *frame, long delta)
 		return;
 	vm = ps_vm_find(ps_rmap_key_vm(key));
 	if (!WARN_ON_ONCE(!vm))
-		atomic_long_add(delta, &vm->stats.nominated_gfns);
+		ps_count_nominated(vm, delta);
 }
 
 /* Zaps @gfn if the frame's page may be mapped (see the top of the file). */
@@ -402,8 +406,8 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	atomic_long_add(kmem_cache_size(ps_frame_cache), &ps_stats.meta_bytes);
 	atomic_long_inc(&ps_stats.shared_frames);
 	ps_account_private(vm, -1);
-	atomic_long_inc(&vm->stats.shared_gfns);
-	atomic_long_inc(&vm->stats.nominated_gfns);
+	ps_count_shared(vm, 1);
+	ps_count_nominated(vm, 1);
 
 done:
 	*handle = frame->handle;
@@ -472,8 +476,8 @@ static bool ps_pages_differ(struct page *a, struct page *b)
  * bytes; if the client frame also backs a gfn of any other VM, the bytes
  * are compared whatever @compare says.
  *
- * Context: Process context; takes ps_policy_sem and ps_ops_sem (read), then
- * the two frames' page locks.
+ * Context: Process context; takes the two VMs' policy_sem and ps_ops_sem
+ * (read), then the two frames' page locks.
  * Return: 0, also when both gfns are already on one frame; -EINVAL for a
  * gfn shared with itself; -ENXIO past a VM's size; -EACCES if a policy
  * forbids it (policy.c); -ESTALE for a stale source handle; -EIDRM for a
@@ -497,9 +501,9 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (svm == cvm && sgfn == cgfn)
 		return -EINVAL;
 
-	ps_share_begin();
+	ps_share_begin(svm, cvm);
 	if (!ps_policy_pair_ok(svm, cvm)) {
-		ps_share_end();
+		ps_share_end(svm, cvm);
 		return -EACCES;
 	}
 	do {
@@ -508,11 +512,11 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (ret == -ENODATA) {
 		/* The client is a hole; the source's handle is checked first. */
 		ret = ps_check_handle(svm, sgfn, shandle) ? -EIDRM : -ESTALE;
-		ps_share_end();
+		ps_share_end(svm, cvm);
 		return ret;
 	}
 	if (ret) {
-		ps_share_end();
+		ps_share_end(svm, cvm);
 		/* A gfn without a page has no version for a handle to name. */
 		return -ESTALE;
 	}
@@ -584,7 +588,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	atomic_long_inc(&ps_stats.saved_frames);
 out:
 	ps_unlock_gfns(sp, cp);
-	ps_share_end();
+	ps_share_end(svm, cvm);
 	return ret;
 }
 
@@ -596,8 +600,8 @@ out:
  * @cvm: the client VM.
  * @cgfn: the client gfn, a hole.
  *
- * Context: Process context; takes ps_policy_sem and ps_ops_sem (read), then
- * the source frame's page lock.
+ * Context: Process context; takes the two VMs' policy_sem and ps_ops_sem
+ * (read), then the source frame's page lock.
  * Return: 0; -ENXIO past a VM's size; -EACCES if a policy forbids it;
  * -ESTALE for a stale source handle; -EHWPOISON if the frame has a memory
  * error; -EEXIST if @cgfn has a page; -EMLINK past max_sharers; -ENOMEM.
@@ -613,14 +617,14 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	if (!ps_gfn_valid(svm, sgfn) || !ps_gfn_valid(cvm, cgfn))
 		return -ENXIO;
 
-	ps_share_begin();
+	ps_share_begin(svm, cvm);
 	if (!ps_policy_pair_ok(svm, cvm)) {
-		ps_share_end();
+		ps_share_end(svm, cvm);
 		return -EACCES;
 	}
 	ret = ps_lock_gfn(svm, sgfn, &sp, &shared);
 	if (ret) {
-		ps_share_end();
+		ps_share_end(svm, cvm);
 		return -ESTALE;
 	}
 
@@ -656,11 +660,11 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 
 	ps_frame_count_nominated(frame, -1);
 	ps_rmap_add(frame, ps_rmap_key(cvm->id, cgfn));
-	atomic_long_inc(&cvm->stats.shared_gfns);
+	ps_count_shared(cvm, 1);
 	atomic_long_inc(&ps_stats.saved_frames);
 out:
 	ps_unlock_gfns(sp, NULL);
-	ps_share_end();
+	ps_share_end(svm, cvm);
 	return ret;
 }
 
@@ -681,7 +685,8 @@ out:
  * Context: Process context, inside ps_ops_begin(), with @page locked.
  * Return: 0 if @page is now @gfn's private page; 1 if @gfn got a new page;
  * -EAGAIN if @gfn's entry no longer names @page; -EHWPOISON if @page has a
- * memory error (its bytes cannot be copied); -ENOMEM. Nothing changes
+ * memory error and needs a copy (its bytes are lost; a copy that meets an
+ * error not reported yet is caught by copy_mc_highpage()); -ENOMEM. Nothing changes
  * unless it returns 0 or 1.
  */
 int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
@@ -698,21 +703,26 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
 		return -EAGAIN;
 	if (!ps_entry_shared(entry))
 		return 0;
-	if (PageHWPoison(page))
-		return -EHWPOISON;
 
 	frame = ps_page_frame(page);
 	last = frame->nr_sharers == 1;
+	/* In place reads no byte: a poisoned frame may turn private too. */
 	if (last && ps_frame_exclusive(page)) {
 		ps_frame_free(page, frame);
 		/* The frame's reference becomes the entry's. */
 		ps_set_entry(vm, gfn, page);
 		ret = 0;
 	} else {
+		/* Its bytes are lost; and a copy must not consume an error. */
+		if (PageHWPoison(page))
+			return -EHWPOISON;
 		copy = ps_vm_alloc_page(vm, false);
 		if (!copy)
 			return -ENOMEM;
-		copy_highpage(copy, page);
+		if (copy_mc_highpage(copy, page)) {
+			put_page(copy);
+			return -EHWPOISON;
+		}
 
 		WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
 		ps_set_entry(vm, gfn, copy);
@@ -727,9 +737,9 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
 		ret = 1;
 	}
 	if (last)
-		atomic_long_dec(&vm->stats.nominated_gfns);
+		ps_count_nominated(vm, -1);
 	atomic_long_inc(&vm->stats.cow_breaks);
-	atomic_long_dec(&vm->stats.shared_gfns);
+	ps_count_shared(vm, -1);
 	ps_account_private(vm, 1);
 	return ret;
 }
@@ -834,7 +844,7 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 	frame = ps_page_frame(page);
 	ps_frame_count_nominated(frame, -1);
 	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
-	atomic_long_dec(&vm->stats.shared_gfns);
+	ps_count_shared(vm, -1);
 	if (!frame->nr_sharers) {
 		ps_frame_free(page, frame);
 		put_page(page);		/* the frame's reference */

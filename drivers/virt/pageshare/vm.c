@@ -152,6 +152,7 @@ struct ps_vm *ps_vm_create(void)
 	ps_vm_kobj_init(vm);
 	xa_init(&vm->pages);
 	mutex_init(&vm->lock);
+	init_rwsem(&vm->policy_sem);
 	vm->pid = task_tgid_nr(current);
 	vm->uid = current_euid();
 	vm->memcg = get_mem_cgroup_from_mm(current->mm);
@@ -249,7 +250,6 @@ void ps_vm_destroy(struct ps_vm *vm)
 	WARN_ON(vm->nr_mappings);
 	/* Gone from sysfs, and no reader of it left, before anything is freed. */
 	kobject_del(&vm->kobj);
-	WRITE_ONCE(vm->freeing, READ_ONCE(vm->size));
 	ps_vm_free_from(vm, 0);
 	WARN_ON(atomic_long_read(&vm->stats.private_pages) ||
 		atomic_long_read(&vm->stats.shared_gfns) ||
@@ -268,7 +268,7 @@ void ps_vm_destroy(struct ps_vm *vm)
  * @size: bytes; shrinking frees the pages past the new end.
  *
  * Context: Process context; takes @vm->lock, then ps_ops_sem (read) once
- * per gfn freed.
+ * per PS_FREE_BATCH gfns freed.
  * Return: 0; -EINVAL if @size is 0 or not page aligned; -EFBIG if it is
  * above max_vm_size; -EBUSY if the VM is mapped and @size differs from
  * the current size.

@@ -131,8 +131,8 @@ struct pageshare_policy {
  * of the VM is on a frame with two or more sharers, the VM's own other
  * gfns included, so every frame's sharers always satisfy every sharer's
  * policy. Setting the current policy again always succeeds. A change holds
- * off PAGESHARE_SHARE and PAGESHARE_ADD_TO_PHYSMAP host-wide while it is
- * made; faults, copy-on-write, nominate and unshare go on. On success the
+ * off only the PAGESHARE_SHARE and PAGESHARE_ADD_TO_PHYSMAP calls that name
+ * this VM while it is made; nothing else waits. On success the
  * argument is written back with @group set to the VM's group.
  *
  * Return: 0 on success, or -1 with errno set to (in the order checked):

@@ -348,6 +348,7 @@ TEST(sysfs_is_root_only)
  * an agent that looks up the next ids meanwhile must find nothing.
  */
 struct opener {
+	int agent;		/* a descriptor to ask with, opened first */
 	atomic_long next;	/* the id the next open() would get */
 	atomic_int stop;
 	long got;		/* descriptors OPEN_VM gave */
@@ -356,11 +357,9 @@ struct opener {
 static void *open_by_id(void *arg)
 {
 	struct opener *o = arg;
-	int agent = ps_open_alone(), fd;
+	int agent = o->agent, fd;
 	long id;
 
-	if (agent < 0)
-		return NULL;
 	while (!atomic_load(&o->stop)) {
 		id = atomic_load(&o->next);
 		for (long i = id; i < id + 2; i++) {
@@ -371,7 +370,6 @@ static void *open_by_id(void *arg)
 			}
 		}
 	}
-	close(agent);
 	return NULL;
 }
 
@@ -384,6 +382,9 @@ TEST(failed_open_is_never_a_vm)
 	int fd, i;
 
 	REQUIRE_DEVICE();
+	/* The agent's own VM must not be among the ids it asks for. */
+	o.agent = ps_open_alone();
+	ASSERT_LE(0, o.agent);
 	fd = ps_open_alone();
 	ASSERT_LE(0, fd);
 	first = vm_id(fd);
@@ -405,6 +406,7 @@ TEST(failed_open_is_never_a_vm)
 	EXPECT_GT(0, fd) TH_LOG("O_DIRECT opened /dev/pageshare");
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_EQ(0, o.got) TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed", o.got);
+	close(o.agent);
 	fd = ps_open_alone();
 	ASSERT_LE(0, fd);
 	last = vm_id(fd);
