@@ -3,7 +3,8 @@
  * Model-checked stress: a seeded, reproducible random sequence of
  * operations on three VMs (nominate, share, add_to_physmap, unshare,
  * query, writes and reads through the VMM's mapping, writes and reads by
- * KVM guests, VM teardown and re-creation), each checked against a
+ * KVM guests, VM teardown and re-creation, pages held in pipes across all
+ * of these by vmsplice()), each checked against a
  * userspace model of what every gfn holds, which handles are valid and
  * every counter, and followed by the kernel's audit.
  *
@@ -15,9 +16,11 @@
  */
 
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <getopt.h>
 #include <time.h>
 #include <stdarg.h>
+#include <sys/uio.h>
 
 #include "kselftest.h"
 #include "pageshare_util.h"
@@ -36,12 +39,26 @@ struct content {
 	uint32_t a, b;	/* host: tag; guest: gfn written at, seed */
 };
 
+/*
+ * A page, as the model knows it: a private page, a frame, or a page no gfn
+ * has any more that a pipe still holds (sharers 0, handle 0).
+ */
 struct mframe {
 	bool used;
 	uint64_t handle;	/* 0: a private page */
 	int sharers;
+	int held;		/* pipes holding the page (vmsplice) */
 	struct content c;
 };
+
+/* A page held in a pipe: what the VMM's vmsplice() left there. */
+#define MAXHOLDS	4
+struct hold {
+	int pipe[2];
+	int f;			/* the page, in frames[] */
+};
+static struct hold holds[MAXHOLDS];
+static int nholds;
 
 struct mvm {
 	struct ps_guest g;
@@ -148,10 +165,19 @@ static int new_frame(struct content c)
 	fail("model out of frames");
 }
 
+/* Frame @f backs no gfn any more: it goes, unless a pipe holds its page. */
+static void frame_gone(int f)
+{
+	frames[f].sharers = 0;
+	frames[f].handle = 0;
+	if (!frames[f].held)
+		frames[f].used = false;
+}
+
 static void drop_sharer(int f)
 {
 	if (--frames[f].sharers == 0)
-		frames[f].used = false;
+		frame_gone(f);
 }
 
 static void note_handle(uint64_t h)
@@ -172,11 +198,13 @@ static void model_write(struct mvm *m, int gfn, struct content c)
 		m->frame[gfn] = new_frame(c);
 	} else if (!frames[f].handle) {
 		frames[f].c = c;
-	} else if (frames[f].sharers == 1) {
+	} else if (frames[f].sharers == 1 && !frames[f].held) {
+		/* The last sharer, and nobody else holds the page: in place. */
 		frames[f].handle = 0;
 		frames[f].c = c;
 		m->cow_breaks++;
 	} else {
+		/* Others map it, or a pipe holds it: a copy. */
 		drop_sharer(f);
 		m->frame[gfn] = new_frame(c);
 		m->cow_breaks++;
@@ -225,7 +253,7 @@ static void check_counters(void)
 	int v, g, i;
 
 	for (i = 0; i < MAXFRAMES; i++)
-		shared_frames += frames[i].used && frames[i].handle;
+		shared_frames += frames[i].used && frames[i].handle && frames[i].sharers;
 	for (v = 0; v < NVM; v++) {
 		long priv = 0, shared = 0, nominated = 0;
 
@@ -353,6 +381,11 @@ static void op_nominate(void)
 		expect(ret, ENODATA, "nominate of a hole");
 		return;
 	}
+	if (!frames[f].handle && frames[f].held) {
+		/* A private page someone else holds may change behind a handle. */
+		expect(ret, EBUSY, "nominate of a held page");
+		return;
+	}
 	expect(ret, 0, "nominate");
 	if (frames[f].handle) {
 		if (h != frames[f].handle)
@@ -392,6 +425,17 @@ static bool no_intra_ok(int sf, int cf, const struct mvm *c, bool physmap)
 	return true;
 }
 
+/* Whether a VM other than @a and @b has a gfn on frame @f. */
+static bool third_vm_on(int f, const struct mvm *a, const struct mvm *b)
+{
+	int v;
+
+	for (v = 0; v < NVM; v++)
+		if (&vms[v] != a && &vms[v] != b && has_on(&vms[v], f))
+			return true;
+	return false;
+}
+
 static bool busy(const struct mvm *m)
 {
 	int g;
@@ -427,8 +471,9 @@ static void op_share(bool physmap)
 		want = 0;
 	else if (!no_intra_ok(sf, cf, c, false))
 		want = EACCES;
-	else if (compare && !same_bytes(&frames[sf].c, &frames[cf].c))
-		want = EILSEQ;
+	else if ((compare || third_vm_on(cf, s, c)) &&
+		 !same_bytes(&frames[sf].c, &frames[cf].c))
+		want = EILSEQ;	/* the kernel compares for a third VM's gfns */
 	else
 		want = 0;
 
@@ -454,7 +499,7 @@ static void op_share(bool physmap)
 			if (vms[v].frame[g] == cf)
 				vms[v].frame[g] = sf;
 	frames[sf].sharers += frames[cf].sharers;
-	frames[cf].used = false;
+	frame_gone(cf);
 }
 
 static void op_unshare(void)
@@ -583,6 +628,46 @@ static void op_policy(void)
 	}
 }
 
+/* The pipe hands back what the page holds now, and lets go of it. */
+static void op_release(int i)
+{
+	struct hold h = holds[i];
+	uint8_t want[PS_PAGE], got[PS_PAGE];
+
+	snprintf(op, sizeof(op), "read and close the pipe holding page %d", h.f);
+	if (read(h.pipe[0], got, PS_PAGE) != PS_PAGE)
+		fail("reading a pipe: %s", strerror(errno));
+	gen(&frames[h.f].c, want);
+	if (memcmp(want, got, PS_PAGE))
+		fail("a pipe read bytes its page never held (page %d)", h.f);
+	close(h.pipe[0]);
+	close(h.pipe[1]);
+	holds[i] = holds[--nholds];
+	if (!--frames[h.f].held && !frames[h.f].sharers)
+		frames[h.f].used = false;
+}
+
+/* The VMM vmsplice()s a gfn's page into a pipe and keeps it there. */
+static void op_hold(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn(), f = m->frame[gfn];
+	struct iovec iov = { .iov_base = m->g.mem + gfn * PS_PAGE, .iov_len = PS_PAGE };
+	struct hold *h;
+
+	if (nholds == MAXHOLDS)
+		op_release(rn(MAXHOLDS));
+	snprintf(op, sizeof(op), "vmsplice vm %ld gfn %d into a pipe", m - vms, gfn);
+	if (f < 0)	/* a first touch, as by a read */
+		f = m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
+	h = &holds[nholds];
+	if (pipe(h->pipe) || vmsplice(h->pipe[1], &iov, 1, 0) != PS_PAGE)
+		fail("vmsplice: %s", strerror(errno));
+	h->f = f;
+	frames[f].held++;
+	nholds++;
+}
+
 static void op_recreate(void)
 {
 	struct mvm *m = &vms[rn(NVM)];
@@ -652,6 +737,10 @@ int main(int argc, char **argv)
 			op_recreate();
 		else if (r >= 994)
 			op_policy();
+		else if (r >= 992)
+			op_hold();
+		else if (r >= 990 && nholds)
+			op_release(rn(nholds));
 		else
 			op_query();
 
@@ -673,6 +762,8 @@ int main(int argc, char **argv)
 	full_check();
 	for (v = 0; v < NVM; v++)
 		vm_destroy(&vms[v]);
+	while (nholds)
+		op_release(nholds - 1);
 	if (ps_sysfs_read("shared_frames") != 0 || ps_sysfs_read("saved_frames") != 0)
 		fail("frames left after every VM went: %ld shared, %ld saved",
 		     ps_sysfs_read("shared_frames"), ps_sysfs_read("saved_frames"));
