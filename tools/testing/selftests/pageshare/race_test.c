@@ -492,4 +492,71 @@ TEST(add_to_physmap_while_shrinking)
 	close(src);
 }
 
+/*
+ * Audits while a 32 MiB VM shrinks to one page and grows back, and while
+ * another is torn down: both release 64 gfns per section, so the audit
+ * sees them half released, and must find every invariant holding (the
+ * gfns past the new size are on their way out, not past the size).
+ */
+struct auditor {
+	atomic_int *stop;
+	int audits, errors;
+};
+
+static void *auditor(void *arg)
+{
+	struct auditor *a = arg;
+
+	while (!atomic_load(a->stop)) {
+		if (ps_audit_all())
+			a->errors++;
+		a->audits++;
+	}
+	return NULL;
+}
+
+#define HALF_SIZE	(32 * MIB)
+
+static void fill_unmapped(int fd)
+{
+	unsigned char *m = ps_map(fd, HALF_SIZE, 0);
+	size_t i;
+
+	if (m == MAP_FAILED)
+		return;
+	for (i = 0; i < HALF_SIZE / PS_PAGE; i++)
+		m[i * PS_PAGE] = i;
+	munmap(m, HALF_SIZE);
+}
+
+TEST(audit_while_half_released)
+{
+	atomic_int stop = 0;
+	struct auditor a = { .stop = &stop };
+	pthread_t t;
+	int fd, gone, i;
+
+	REQUIRE_DEVICE();
+	fd = ps_open();
+	gone = ps_open();
+	ASSERT_LE(0, fd);
+	ASSERT_LE(0, gone);
+	fill_unmapped(fd);
+	fill_unmapped(gone);
+	ASSERT_EQ(0, pthread_create(&t, NULL, auditor, &a));
+	for (i = 0; i < 2; i++) {
+		EXPECT_EQ(0, ps_set_size(fd, PS_PAGE));
+		EXPECT_EQ(0, ps_set_size(fd, HALF_SIZE));
+		fill_unmapped(fd);
+	}
+	close(gone);
+	atomic_store(&stop, 1);
+	pthread_join(t, NULL);
+	TH_LOG("%d audits during 2 shrinks and a teardown", a.audits);
+	EXPECT_EQ(0, a.errors);
+	EXPECT_LT(0, a.audits);
+	close(fd);
+	EXPECT_EQ(0, ps_audit_all());
+}
+
 TEST_HARNESS_MAIN
