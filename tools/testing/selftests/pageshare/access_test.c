@@ -405,7 +405,8 @@ TEST(failed_open_is_never_a_vm)
 	pthread_join(t, NULL);
 	EXPECT_GT(0, fd) TH_LOG("O_DIRECT opened /dev/pageshare");
 	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(0, o.got) TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed", o.got);
+	EXPECT_EQ(0, o.got)
+		TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed", o.got);
 	close(o.agent);
 	fd = ps_open_alone();
 	ASSERT_LE(0, fd);

@@ -118,7 +118,8 @@ static void last_sharer_writes(struct __test_metadata *_metadata,
 		ASSERT_EQ(PS_PAGE, tee(p[0], q[1], PS_PAGE, 0));
 		close(p[0]);
 		close(p[1]);
-		p[0] = p[1] = -1;
+		p[0] = -1;
+		p[1] = -1;
 		rd = q[0];
 	} else if (hold == UNIX_SOCKET) {
 		/* The page moves on into a socket's receive queue. */

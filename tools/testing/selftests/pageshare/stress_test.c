@@ -57,6 +57,7 @@ struct hold {
 	int pipe[2];
 	int f;			/* the page, in frames[] */
 };
+
 static struct hold holds[MAXHOLDS];
 static int nholds;
 
@@ -658,8 +659,10 @@ static void op_hold(void)
 	if (nholds == MAXHOLDS)
 		op_release(rn(MAXHOLDS));
 	snprintf(op, sizeof(op), "vmsplice vm %ld gfn %d into a pipe", m - vms, gfn);
-	if (f < 0)	/* a first touch, as by a read */
-		f = m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
+	if (f < 0) {	/* a first touch, as by a read */
+		f = new_frame((struct content){ .kind = C_ZERO });
+		m->frame[gfn] = f;
+	}
 	h = &holds[nholds];
 	if (pipe(h->pipe) || vmsplice(h->pipe[1], &iov, 1, 0) != PS_PAGE)
 		fail("vmsplice: %s", strerror(errno));
