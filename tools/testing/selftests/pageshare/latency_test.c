@@ -221,7 +221,8 @@ TEST_F_TIMEOUT(lat, first_touch_faults_do_not_wait, 600)
 	       alone[SAMPLES / 2], alone[SAMPLES * 99 / 100], alone[SAMPLES - 1]);
 	TH_LOG("loaded: %zu faults, median %.0f us, p99 %.0f us, max %.0f us",
 	       n, loaded[n / 2], loaded[n * 99 / 100], loaded[n - 1]);
-	TH_LOG("meanwhile %ld SET_POLICY, %ld audits (longest %.0f us), %ld teardowns (longest %.0f us)",
+	TH_LOG("meanwhile %ld SET_POLICY, %ld audits (longest %.0f us), "
+	       "%ld teardowns (longest %.0f us)",
 	       atomic_load(&l->policies), atomic_load(&l->audits), l->audit_us,
 	       atomic_load(&l->teardowns), l->teardown_us);
 	EXPECT_EQ(0, l->errors);
