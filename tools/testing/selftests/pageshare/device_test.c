@@ -250,8 +250,15 @@ TEST(adjacent_mappings_counted)
 	fd = ps_open();
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, ps_set_size(fd, 4 * MIB));
-	p = ps_map(fd, 2 * MIB, 0);
+	/*
+	 * Reserve the 4 MiB first: MAP_FIXED on whatever happens to lie
+	 * above a 2 MiB mapping would replace the test's own memory.
+	 */
+	p = mmap(NULL, 4 * MIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, p);
+	q = mmap(p, 2 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 fd, 0);
+	ASSERT_EQ(p, q);
 	q = mmap(p + 2 * MIB, 2 * MIB, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_FIXED, fd, 2 * MIB);
 	ASSERT_EQ(p + 2 * MIB, q);
