@@ -11,6 +11,7 @@
 
 #include <linux/capability.h>
 #include <linux/compat.h>
+#include <linux/falloc.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -85,14 +86,20 @@ static int ps_open(struct inode *inode, struct file *filp)
 	 * after this; an agent that opened the VM by id meanwhile holds a
 	 * VM nobody else will use, which goes when it closes it.
 	 */
-	smp_store_release(&vm->file, filp);
+	ps_vm_publish(vm);
 	return 0;
 }
 
-/* Called once the last fd is closed and the last mapping is gone. */
+/*
+ * Called once the last fd is closed and the last mapping is gone: the VM
+ * goes with its inode's last reference, which a descriptor that
+ * PAGESHARE_OPEN_VM made may still hold.
+ */
 static int ps_release(struct inode *inode, struct file *filp)
 {
-	ps_vm_destroy(filp->private_data);
+	struct ps_vm *vm = filp->private_data;
+
+	iput(vm->inode);
 	return 0;
 }
 
@@ -115,7 +122,8 @@ static int ps_ioctl_set_size(struct ps_vm *vm, void __user *argp)
 
 	if (copy_from_user(&arg, argp, sizeof(arg)))
 		return -EFAULT;
-	if (arg.flags || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+	if (arg.flags || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)) ||
+	    !arg.size)
 		return -EINVAL;
 	return ps_vm_set_size(vm, arg.size);
 }
@@ -192,7 +200,7 @@ static struct ps_vm *ps_vm_fdget(u32 fd, struct fd *f)
 	*f = fdget(fd);
 	if (!fd_file(*f))
 		return ERR_PTR(-EBADF);
-	if (fd_file(*f)->f_op != &ps_fops) {
+	if (fd_file(*f)->f_op != &ps_fops && fd_file(*f)->f_op != &ps_vm_file_fops) {
 		fdput(*f);
 		return ERR_PTR(-EBADF);
 	}
@@ -501,6 +509,34 @@ static const struct file_operations ps_fops = {
 	.compat_ioctl	= compat_ptr_ioctl,
 };
 
+/*
+ * Discard: what QEMU does for virtio-balloon, virtio-mem and free page
+ * reporting, and what madvise(MADV_REMOVE) turns into. Only punching a
+ * hole: guest memory is allocated by touching it.
+ */
+static long ps_fallocate(struct file *filp, int mode, loff_t offset, loff_t len)
+{
+	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	return ps_vm_punch(filp->private_data, offset, len);
+}
+
+/*
+ * A VM's file other than the device's: a regular file on a pageshare
+ * mount (fs.c sets private_data at open()) or a descriptor from
+ * PAGESHARE_OPEN_VM. The VM goes with the inode, not with the file.
+ */
+const struct file_operations ps_vm_file_fops = {
+	.owner		= THIS_MODULE,
+	.open		= ps_fs_open,
+	.mmap		= ps_mmap,
+	.llseek		= ps_llseek,
+	.fallocate	= ps_fallocate,
+	.show_fdinfo	= ps_show_fdinfo_file,
+	.unlocked_ioctl	= ps_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
 static struct miscdevice ps_misc = {
 	.minor	= MISC_DYNAMIC_MINOR,
 	.name	= "pageshare",
@@ -514,6 +550,7 @@ static int __init ps_init(void)
 	ret = ps_share_init();
 	if (ret)
 		return ret;
+	ps_vm_set_fops(&ps_vm_file_fops);
 	ret = ps_fs_init();
 	if (ret)
 		goto err_share;
@@ -523,8 +560,13 @@ static int __init ps_init(void)
 	ret = misc_register(&ps_misc);
 	if (ret)
 		goto err_sysfs;
+	ret = ps_mountfs_init();
+	if (ret)
+		goto err_misc;
 	return 0;
 
+err_misc:
+	misc_deregister(&ps_misc);
 err_sysfs:
 	ps_sysfs_exit();
 err_fs:
@@ -537,6 +579,7 @@ err_share:
 /* No VM can exist here: every open file pins the module. */
 static void __exit ps_exit(void)
 {
+	ps_mountfs_exit();
 	misc_deregister(&ps_misc);
 	ps_sysfs_exit();
 	ps_fs_exit();

@@ -2,9 +2,11 @@
 /*
  * pageshare: private declarations shared by the files of the driver.
  *
- *   main.c	the misc device, its file operations, the ioctl switch and
- *		the batch runner
- *   vm.c	one VM's memory: its file, its pages, the fault path
+ *   main.c	the misc device, the VMs' file operations, the ioctl switch
+ *		and the batch runner
+ *   fs.c	the pageshare filesystem: a VM per regular file
+ *   vm.c	one VM's memory: its inode, its pages, the fault path,
+ *		discard
  *   share.c	the sharing engine: frames, handles, nominate, share,
  *		add_to_physmap, unshare (the write path) and release; it
  *		owns the lock order
@@ -27,6 +29,7 @@
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/rwsem.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/xarray.h>
 
@@ -62,6 +65,20 @@ struct ps_vm_stats {
 };
 
 /**
+ * struct ps_size_limit - The size= limit of a pageshare mount (fs.c).
+ * @lock:	Protects @used.
+ * @max:	Bytes that the sizes of the mount's files may add up to.
+ * @used:	Bytes they add up to.
+ */
+struct ps_size_limit {
+	spinlock_t lock;	/* protects @used */
+	u64 max;
+	u64 used;
+};
+
+int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new);
+
+/**
  * struct ps_vm - One VM's memory: what an open() of /dev/pageshare creates.
  * @inode:	Private inode. Its i_mapping is this VM's address_space, so
  *		its i_mmap lists exactly this VM's mappings and zapping a
@@ -88,9 +105,10 @@ struct ps_vm_stats {
  * @policy:	PAGESHARE_POLICY_NO_INTRA_VM or 0.
  * @group:	Share group, 0 for none. With @policy, changes only under
  *		@policy_sem, so a sharing operation reads both once.
- * @file:	The file of the open() that created the VM, without a
- *		reference, published once the open() succeeded; taken only
- *		with get_file_active().
+ * @published:	Set once the VM's creator can no longer fail; only then
+ *		does PAGESHARE_OPEN_VM find it.
+ * @limit:	The size limit of the pageshare mount whose file the VM is,
+ *		or NULL; changed under @lock.
  */
 struct ps_vm {
 	struct inode *inode;
@@ -108,7 +126,8 @@ struct ps_vm {
 	u32 id;
 	u32 policy;
 	u64 group;
-	struct file *file;
+	bool published;
+	struct ps_size_limit *limit;
 };
 
 /**
@@ -204,7 +223,15 @@ static inline pgoff_t ps_rmap_key_gfn(u64 key)
 /* vm.c */
 int ps_fs_init(void);
 void ps_fs_exit(void);
+int ps_mountfs_init(void);
+void ps_mountfs_exit(void);
+int ps_fs_open(struct inode *inode, struct file *filp);
+extern const struct file_operations ps_vm_file_fops;
 struct ps_vm *ps_vm_create(void);
+void ps_vm_publish(struct ps_vm *vm);
+void ps_vm_set_fops(const struct file_operations *fops);
+struct file *ps_vm_open_id(u32 id);
+int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len);
 void ps_vm_destroy(struct ps_vm *vm);
 void ps_vm_free(struct ps_vm *vm);
 int ps_vm_set_size(struct ps_vm *vm, u64 size);

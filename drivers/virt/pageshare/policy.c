@@ -127,37 +127,27 @@ void ps_get_policy(struct ps_vm *vm, struct pageshare_policy *p)
  * @id: the VM's id.
  *
  * The caller has checked for CAP_SYS_ADMIN. The descriptor refers to the
- * VM's own file, as if its owner had passed it over a socket.
+ * VM itself (its inode), whether it came from the device or is a file on
+ * a pageshare mount, linked or not: it takes every ioctl and mmap() as
+ * the owner's does, and keeps the VM alive until it is closed.
  *
- * Return: the descriptor; -ESRCH if no VM has the id, or if its file is
- * being released; -EMFILE.
+ * Return: the descriptor; -ESRCH if no VM has the id, or if it is being
+ * freed; -EMFILE; -ENOMEM.
  */
 int ps_open_vm(u64 id)
 {
-	struct file *file = NULL;
-	struct ps_vm *vm;
+	struct file *file;
 	int fd;
 
+	if (!id || id > U32_MAX)
+		return -ESRCH;
 	fd = get_unused_fd_flags(O_CLOEXEC);
 	if (fd < 0)
 		return fd;
-	if (id && id <= U32_MAX) {
-		/*
-		 * A counted reference, or none: a file whose count already
-		 * dropped to zero is being released (files are
-		 * SLAB_TYPESAFE_BY_RCU, so only get_file_active() may take
-		 * one). The file is published only once its open() can no
-		 * longer fail (ps_open()).
-		 */
-		ps_vms_lock();
-		vm = ps_vm_find(id);
-		if (vm)
-			file = get_file_active(&vm->file);
-		ps_vms_unlock();
-	}
-	if (!file) {
+	file = ps_vm_open_id(id);
+	if (IS_ERR(file)) {
 		put_unused_fd(fd);
-		return -ESRCH;
+		return PTR_ERR(file);
 	}
 	fd_install(fd, file);
 	return fd;

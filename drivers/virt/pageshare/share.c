@@ -814,8 +814,9 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 }
 
 /**
- * ps_release_gfn() - Drop a gfn of a VM that nothing maps any more.
- * @vm: the VM, being destroyed or shrunk.
+ * ps_release_gfn() - Turn a gfn into a hole.
+ * @vm: the VM, being destroyed or shrunk (nothing maps it), or punched
+ *	(ps_vm_punch(), which holds @vm->lock).
  * @gfn: the gfn.
  *
  * The caller is inside ps_ops_begin(). A private page goes with its gfn; a
@@ -823,6 +824,11 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
  * page is looked up, referenced and locked here, and the entry checked
  * again under the lock, like everywhere else: a share or an unshare
  * through another VM may change the entry until then.
+ *
+ * A PTE of @vm that still maps the page is zapped before the page lock
+ * goes: the fault path maps a page only under that lock and only while
+ * the entry is the page, so none is left behind, and nothing of @vm reads
+ * a frame that its other sharers may go on to reuse in place.
  */
 void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 {
@@ -835,6 +841,8 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 		return;
 
 	xa_erase(&vm->pages, gfn);
+	if (READ_ONCE(vm->nr_mappings) && folio_mapped(page_folio(page)))
+		ps_vm_zap(vm, gfn);
 	if (!shared) {
 		ps_account_private(vm, -1);
 		put_page(page);		/* the entry's reference */

@@ -21,10 +21,12 @@
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
 #include <linux/cred.h>
+#include <linux/file.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 
@@ -32,8 +34,8 @@
 
 #include "pageshare.h"
 
-/* "pshr": the private filesystem that gives each VM its own inode. */
-#define PAGESHARE_FS_MAGIC	0x70736872
+/* "pshv": the private filesystem that gives each VM its own inode. */
+#define PAGESHARE_VM_MAGIC	0x70736876
 
 static struct vfsmount *ps_mnt;
 
@@ -87,17 +89,43 @@ struct ps_vm *ps_vms_next(unsigned long *id)
 	return xa_find_after(&ps_vms, id, ULONG_MAX, XA_PRESENT);
 }
 
-static int ps_fs_init_fs_context(struct fs_context *fc)
+/*
+ * A VM lives exactly as long as its inode on the private filesystem: the
+ * inode's last reference going (the device file's release, the evict of
+ * a file on a pageshare mount, the last descriptor PAGESHARE_OPEN_VM
+ * made) frees the VM. Every path to a VM holds that inode.
+ */
+static void ps_vm_evict_inode(struct inode *inode)
 {
-	if (!init_pseudo(fc, PAGESHARE_FS_MAGIC))
+	struct ps_vm *vm = inode->i_private;
+
+	if (vm)
+		ps_vm_destroy(vm);
+	truncate_inode_pages_final(&inode->i_data);
+	clear_inode(inode);
+}
+
+static const struct super_operations ps_vm_sops = {
+	.statfs		= simple_statfs,
+	.drop_inode	= generic_delete_inode,
+	.evict_inode	= ps_vm_evict_inode,
+};
+
+static int ps_vm_init_fs_context(struct fs_context *fc)
+{
+	struct pseudo_fs_context *ctx = init_pseudo(fc, PAGESHARE_VM_MAGIC);
+
+	if (!ctx)
 		return -ENOMEM;
+	ctx->ops = &ps_vm_sops;
 	fc->s_iflags |= SB_I_NOEXEC | SB_I_NODEV;
 	return 0;
 }
 
-static struct file_system_type ps_fs_type = {
-	.name		 = "pageshare",
-	.init_fs_context = ps_fs_init_fs_context,
+/* Never registered: only kern_mount() sees it. */
+static struct file_system_type ps_vm_fs_type = {
+	.name		 = "pageshare_vm",
+	.init_fs_context = ps_vm_init_fs_context,
 	.kill_sb	 = kill_anon_super,
 };
 
@@ -108,7 +136,7 @@ static struct file_system_type ps_fs_type = {
  */
 int ps_fs_init(void)
 {
-	ps_mnt = kern_mount(&ps_fs_type);
+	ps_mnt = kern_mount(&ps_vm_fs_type);
 	return PTR_ERR_OR_ZERO(ps_mnt);
 }
 
@@ -126,16 +154,17 @@ static void ps_vm_put_refs(struct ps_vm *vm)
 {
 	mem_cgroup_put(vm->memcg);
 	vm->memcg = NULL;
-	if (vm->inode)
-		iput(vm->inode);
-	vm->inode = NULL;
 }
 
 /**
  * ps_vm_create() - Create an empty VM: no size, no pages.
  *
  * The VM's pages will be charged to the memory cgroup of the calling task.
+ * The caller owns the one reference to @vm->inode, and the VM lives until
+ * the last reference to that inode goes (ps_vm_evict_inode()). Until the
+ * caller calls ps_vm_publish(), PAGESHARE_OPEN_VM does not find it.
  *
+ * Context: Process context; takes ps_vms_mutex.
  * Return: the VM, or an ERR_PTR(): -ENOMEM, or -ENOSPC when every VM id
  * is in use.
  */
@@ -163,7 +192,8 @@ struct ps_vm *ps_vm_create(void)
 		vm->inode = NULL;
 		goto err_put;
 	}
-	vm->inode->i_private = vm;
+	/* A regular file, for fallocate() through PAGESHARE_OPEN_VM's files. */
+	vm->inode->i_mode = S_IFREG | 0600;
 
 	/*
 	 * Cyclic, so that an id an agent read from sysfs does not name a new
@@ -183,6 +213,8 @@ struct ps_vm *ps_vm_create(void)
 	ret = ps_vm_kobj_add(vm);
 	if (ret)
 		goto err_erase;
+	/* From here on, the inode's last iput() frees the VM. */
+	vm->inode->i_private = vm;
 	return vm;
 
 err_erase:
@@ -191,9 +223,70 @@ err_erase:
 	atomic_long_dec(&ps_stats.vms);
 	mutex_unlock(&ps_vms_mutex);
 err_put:
+	if (vm->inode)
+		iput(vm->inode);
 	ps_vm_put_refs(vm);
 	kobject_put(&vm->kobj);
 	return ERR_PTR(ret);
+}
+
+/**
+ * ps_vm_publish() - Let PAGESHARE_OPEN_VM find a VM.
+ * @vm: the VM, whose creator can no longer fail.
+ */
+void ps_vm_publish(struct ps_vm *vm)
+{
+	/* Pairs with ps_vm_open_id(): all of the VM is set up before. */
+	smp_store_release(&vm->published, true);
+}
+
+static const struct file_operations *ps_vm_fops;
+
+/**
+ * ps_vm_set_fops() - Set the file operations of PAGESHARE_OPEN_VM's files.
+ * @fops: the operations (main.c's), or NULL.
+ */
+void ps_vm_set_fops(const struct file_operations *fops)
+{
+	ps_vm_fops = fops;
+}
+
+/**
+ * ps_vm_open_id() - Open the VM with id @id: PAGESHARE_OPEN_VM's file.
+ * @id: the VM's id.
+ *
+ * The file refers to the VM's own inode, so it keeps the VM alive, maps
+ * its memory and takes every ioctl, whichever way the VM was created (the
+ * device, a file on a pageshare mount, unlinked or not).
+ *
+ * Context: Process context; takes ps_vms_mutex.
+ * Return: the file; ERR_PTR(-ESRCH) if no published VM has the id or its
+ * inode is being freed; ERR_PTR(-ENOMEM).
+ */
+struct file *ps_vm_open_id(u32 id)
+{
+	struct inode *inode = NULL;
+	struct file *file;
+	struct ps_vm *vm;
+
+	ps_vms_lock();
+	vm = ps_vm_find(id);
+	/* igrab() refuses an inode whose last reference already went. */
+	if (vm && smp_load_acquire(&vm->published))
+		inode = igrab(vm->inode);
+	ps_vms_unlock();
+	if (!inode)
+		return ERR_PTR(-ESRCH);
+	/* The file's release drops it (fops_put()); we run in the module. */
+	__module_get(ps_vm_fops->owner);
+	file = alloc_file_pseudo(inode, ps_mnt, "pageshare", O_RDWR, ps_vm_fops);
+	if (IS_ERR(file)) {
+		module_put(ps_vm_fops->owner);
+		iput(inode);
+		return file;
+	}
+	file->private_data = inode->i_private;
+	return file;
 }
 
 /**
@@ -242,8 +335,63 @@ static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
 }
 
 /**
+ * ps_vm_punch() - Discard a range of a VM's memory: fallocate(PUNCH_HOLE).
+ * @vm: the VM, mapped or not.
+ * @offset: first byte, page aligned.
+ * @len: bytes, page aligned; the part past the VM's size is ignored.
+ *
+ * Every gfn in the range becomes a hole: its private page is freed, or it
+ * leaves its frame, which its last sharer frees. The range then reads
+ * zeros, and the next write allocates. This is how virtio-balloon,
+ * virtio-mem and free page reporting give guest memory back (QEMU calls
+ * fallocate() and madvise(MADV_REMOVE) on its backing file).
+ *
+ * The mappings are zapped first, in one go, so that most pages are no
+ * longer mapped when their gfn goes; a fault that maps one again before
+ * its gfn goes is zapped under the page lock (ps_release_gfn()), after
+ * which the fault path finds the hole and allocates anew.
+ *
+ * Context: Process context; takes @vm->lock, then ps_ops_sem (read) once
+ * per PS_FREE_BATCH gfns.
+ * Return: 0 or -EINVAL for a range that is not page aligned.
+ */
+int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len)
+{
+	pgoff_t first, end, gfn;
+	unsigned int n = 0;
+	void *entry;
+
+	if (offset < 0 || len <= 0 || !PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len))
+		return -EINVAL;
+
+	/* No shrink, no new mapping, no fork of one meanwhile. */
+	mutex_lock(&vm->lock);
+	first = offset >> PAGE_SHIFT;
+	end = min_t(u64, vm->size, (u64)offset + len) >> PAGE_SHIFT;
+	if (first >= end)
+		goto out;
+	if (vm->nr_mappings)
+		unmap_mapping_pages(vm->inode->i_mapping, first, end - first, false);
+	ps_ops_begin();
+	xa_for_each_range(&vm->pages, gfn, entry, first, end - 1) {
+		ps_release_gfn(vm, gfn);
+		if (!(++n % PS_FREE_BATCH)) {
+			ps_ops_end();
+			cond_resched();
+			ps_ops_begin();
+		}
+	}
+	ps_ops_end();
+out:
+	mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/**
  * ps_vm_destroy() - Free a VM once nothing maps it and no file refers to it.
  * @vm: the VM; freed on return.
+ *
+ * Context: Process context, from the evict of the VM's inode.
  */
 void ps_vm_destroy(struct ps_vm *vm)
 {
@@ -265,28 +413,31 @@ void ps_vm_destroy(struct ps_vm *vm)
 /**
  * ps_vm_set_size() - Set the size of a VM's memory.
  * @vm: the VM.
- * @size: bytes; shrinking frees the pages past the new end.
+ * @size: bytes; shrinking frees the pages past the new end. 0 frees every
+ *	  page and leaves the VM without a size, as when it was created.
  *
  * Context: Process context; takes @vm->lock, then ps_ops_sem (read) once
  * per PS_FREE_BATCH gfns freed.
- * Return: 0; -EINVAL if @size is 0 or not page aligned; -EFBIG if it is
+ * Return: 0; -EINVAL if @size is not page aligned; -EFBIG if it is
  * above max_vm_size; -EBUSY if the VM is mapped and @size differs from
- * the current size.
+ * the current size; -ENOSPC past its mount's size limit.
  */
 int ps_vm_set_size(struct ps_vm *vm, u64 size)
 {
 	int ret = 0;
 
-	if (!size || !PAGE_ALIGNED(size))
+	if (!PAGE_ALIGNED(size))
 		return -EINVAL;
 	if (size > ps_max_size())
 		return -EFBIG;
 
 	mutex_lock(&vm->lock);
 	if (size != vm->size) {
-		if (vm->nr_mappings) {
+		if (vm->nr_mappings)
 			ret = -EBUSY;
-		} else {
+		else
+			ret = ps_limit_resize(vm->limit, vm->size, size);
+		if (!ret) {
 			/*
 			 * Publish the size first, under the lock that inserts
 			 * entries: nothing can fill a gfn past it afterwards
@@ -588,7 +739,7 @@ static const struct vm_operations_struct ps_vm_ops = {
  * into anonymous copies the module does not own; -ENXIO if the mapping
  * goes past the VM's size; -EFBIG if the VM has no size yet and the
  * mapping ends past max_vm_size (what PAGESHARE_SET_SIZE answers for that
- * size).
+ * size); -ENOMEM if that size does not fit in its mount's size limit.
  */
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 {
@@ -607,6 +758,8 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 		/* As PAGESHARE_SET_SIZE answers for that size. */
 		if (end > max)
 			ret = -EFBIG;
+		else if (ps_limit_resize(vm->limit, 0, end))
+			ret = -ENOMEM;
 		else
 			WRITE_ONCE(vm->size, end);
 	} else if (end > vm->size) {

@@ -14,7 +14,8 @@
 
 static void ps_test_destroy_action(void *vm)
 {
-	ps_vm_destroy(vm);
+	/* The VM goes with its inode's last reference, as in real use. */
+	iput(((struct ps_vm *)vm)->inode);
 }
 
 /* A VM destroyed when the test ends, however it ends. */
@@ -61,8 +62,8 @@ static void ps_test_create_ids(struct kunit *test)
 static void ps_test_set_size(struct kunit *test)
 {
 	struct ps_vm *vm = ps_test_vm(test, 0);
+	struct page *page;
 
-	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 0), -EINVAL);
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, PAGE_SIZE + 1), -EINVAL);
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, ps_max_vm_size + PAGE_SIZE), -EFBIG);
 	KUNIT_EXPECT_EQ(test, vm->size, 0);
@@ -77,6 +78,14 @@ static void ps_test_set_size(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 8 * PAGE_SIZE), -EBUSY);
 	KUNIT_EXPECT_EQ(test, vm->size, 16 * PAGE_SIZE);
 	vm->nr_mappings = 0;
+
+	/* 0, what ftruncate() to nothing asks: every page goes, no size. */
+	page = ps_vm_get_page(vm, 3);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	put_page(page);
+	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 0), 0);
+	KUNIT_EXPECT_EQ(test, vm->size, 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 0);
 }
 
 static void ps_test_get_page(struct kunit *test)

@@ -352,6 +352,7 @@ struct opener {
 	atomic_long next;	/* the id the next open() would get */
 	atomic_int stop;
 	long got;		/* descriptors OPEN_VM gave */
+	long got_id, got_pid;	/* the first one's VM id and its opener */
 };
 
 static void *open_by_id(void *arg)
@@ -365,7 +366,13 @@ static void *open_by_id(void *arg)
 		for (long i = id; i < id + 2; i++) {
 			fd = open_vm(agent, i);
 			if (fd >= 0) {
-				o->got++;
+				if (!o->got++) {
+					char path[64];
+
+					o->got_id = i;
+					snprintf(path, sizeof(path), "vm/%ld/pid", i);
+					o->got_pid = ps_sysfs_read(path);
+				}
 				close(fd);
 			}
 		}
@@ -406,7 +413,8 @@ TEST(failed_open_is_never_a_vm)
 	EXPECT_GT(0, fd) TH_LOG("O_DIRECT opened /dev/pageshare");
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_EQ(0, o.got)
-		TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed", o.got);
+		TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed, the first of VM %ld, opened by pid %ld (this is %d)",
+		       o.got, o.got_id, o.got_pid, getpid());
 	close(o.agent);
 	fd = ps_open_alone();
 	ASSERT_LE(0, fd);

@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The pageshare filesystem: a VM per regular file, mounted like hugetlbfs.
+ * Files made the ways QEMU and libvirt make them, their size, their
+ * lifetime, discard with fallocate(PUNCH_HOLE) and madvise(MADV_REMOVE)
+ * (what virtio-balloon and virtio-mem end up calling), and the mount
+ * options.
+ */
+
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "pageshare_util.h"
+
+#define MIB		(1024UL * 1024)
+#define PS_FS_MAGIC	0x70736872
+#define PATH_LEN	128
+
+static long global_vms(void)
+{
+	struct pageshare_stats st;
+	int fd = ps_open_alone();
+	long n;
+
+	if (fd < 0)
+		return -1;
+	n = ps_stats(fd, &st) ? -1 : (long)st.vms - 1;	/* not ours */
+	close(fd);
+	return n;
+}
+
+static long private_pages(int fd)
+{
+	struct pageshare_vm_info info;
+
+	return ps_info(fd, &info) ? -1 : (long)info.private_pages;
+}
+
+static uint32_t sharers(int fd, uint64_t gfn)
+{
+	struct pageshare_query q;
+
+	return ps_query(fd, gfn, &q) ? 0 : q.sharers;
+}
+
+static int all_bytes(const unsigned char *p, unsigned char v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != v)
+			return 0;
+	return 1;
+}
+
+FIXTURE(mnt) {
+	char dir[64];
+	char path[PATH_LEN];
+	int mounted;
+};
+
+FIXTURE_SETUP(mnt)
+{
+	REQUIRE_DEVICE();
+	snprintf(self->dir, sizeof(self->dir), "/tmp/pageshare-fs.XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(self->dir));
+	ASSERT_EQ(0, mount("none", self->dir, "pageshare", 0, "mode=0777"))
+		TH_LOG("mount -t pageshare: %s", strerror(errno));
+	self->mounted = 1;
+}
+
+FIXTURE_TEARDOWN(mnt)
+{
+	EXPECT_EQ(0, ps_audit_all());
+	if (self->mounted)
+		EXPECT_EQ(0, umount(self->dir)) TH_LOG("umount: %s", strerror(errno));
+	rmdir(self->dir);
+}
+
+/* @path (PATH_LEN bytes) gets @dir/@name, which is made @size bytes long. */
+static int mkfile(const char *dir, char *path, const char *name, uint64_t size)
+{
+	int fd;
+
+	snprintf(path, PATH_LEN, "%s/%s", dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0 && size && ftruncate(fd, size)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A file is a VM: sized by ftruncate(), mapped, and in the sharing ioctls. */
+TEST_F(mnt, a_file_is_a_vm)
+{
+	struct pageshare_vm_info info;
+	uint64_t h0, h1, group;
+	unsigned char *m0, *m1;
+	struct statfs sfs;
+	struct stat st;
+	long vms = global_vms();
+	int f0, f1;
+
+	ASSERT_EQ(0, statfs(self->dir, &sfs));
+	EXPECT_EQ(PS_FS_MAGIC, sfs.f_type);
+	f0 = mkfile(self->dir, self->path, "vm0", 4 * MIB);
+	ASSERT_LE(0, f0);
+	f1 = mkfile(self->dir, self->path, "vm1", 4 * MIB);
+	ASSERT_LE(0, f1);
+	EXPECT_EQ(vms + 2, global_vms());
+	ASSERT_EQ(0, fstat(f0, &st));
+	EXPECT_TRUE(S_ISREG(st.st_mode));
+	EXPECT_EQ(4 * MIB, st.st_size);
+	EXPECT_EQ(4 * MIB, lseek(f0, 0, SEEK_END));
+	ASSERT_EQ(0, ps_info(f0, &info));
+	EXPECT_EQ(4 * MIB, info.size);
+	EXPECT_LT(0, info.id);
+
+	m0 = ps_map(f0, 4 * MIB, 0);
+	m1 = ps_map(f1, 4 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m0);
+	ASSERT_NE(MAP_FAILED, m1);
+	memset(m0 + 3 * PS_PAGE, 0x3c, PS_PAGE);
+	memset(m1 + 9 * PS_PAGE, 0x3c, PS_PAGE);
+	EXPECT_EQ(2, private_pages(f0) + private_pages(f1));
+	ASSERT_EQ(0, fstat(f0, &st));
+	EXPECT_EQ(8, st.st_blocks);
+	/* Mapped, the size is fixed, as with PAGESHARE_SET_SIZE. */
+	EXPECT_EQ(-1, ftruncate(f0, 8 * MIB));
+	EXPECT_EQ(EBUSY, errno);
+
+	/* Two files in one group share a page. */
+	ASSERT_EQ(0, ps_set_policy(f0, 0, PAGESHARE_POLICY_NEW_GROUP, &group));
+	ASSERT_EQ(0, ps_set_policy(f1, group, 0, NULL));
+	ASSERT_EQ(0, ps_nominate(f0, 3, &h0, NULL));
+	ASSERT_EQ(0, ps_nominate(f1, 9, &h1, NULL));
+	ASSERT_EQ(0, ps_share(f0, 3, h0, f1, 9, h1, PAGESHARE_SHARE_COMPARE));
+	EXPECT_EQ(2, sharers(f1, 9));
+	EXPECT_TRUE(all_bytes(m1 + 9 * PS_PAGE, 0x3c, PS_PAGE));
+	m1[9 * PS_PAGE] = 1;
+	EXPECT_EQ(1, sharers(f1, 9));
+	EXPECT_TRUE(all_bytes(m0 + 3 * PS_PAGE, 0x3c, PS_PAGE));
+	EXPECT_EQ(0, ps_audit(f0));
+
+	/* Unlinked, mapped and open: the VM lives on. */
+	EXPECT_EQ(0, unlink(self->path));
+	EXPECT_EQ(1, m1[9 * PS_PAGE]);
+	munmap(m0, 4 * MIB);
+	munmap(m1, 4 * MIB);
+	close(f1);
+	EXPECT_EQ(vms + 1, global_vms());
+	/* Closed but linked: vm0 lives on, and reopens with its bytes. */
+	close(f0);
+	EXPECT_EQ(vms + 1, global_vms());
+	snprintf(self->path, sizeof(self->path), "%s/vm0", self->dir);
+	f0 = open(self->path, O_RDWR);
+	ASSERT_LE(0, f0);
+	m0 = ps_map(f0, 4 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m0);
+	EXPECT_TRUE(all_bytes(m0 + 3 * PS_PAGE, 0x3c, PS_PAGE));
+	munmap(m0, 4 * MIB);
+	close(f0);
+	EXPECT_EQ(0, unlink(self->path));
+	EXPECT_EQ(vms, global_vms());
+}
+
+/*
+ * QEMU's mem-path=<dir>: mkstemp() there, unlink(), ftruncate(), mmap().
+ * The agent still finds the unlinked VM by its id.
+ */
+TEST_F(mnt, qemu_mem_path_dir)
+{
+	struct pageshare_open_vm o = { 0 };
+	struct pageshare_vm_info info;
+	char tmpl[128];
+	unsigned char *m, *a;
+	int fd, agent, vfd;
+	long vms;
+
+	/* The agent's descriptor is a VM of the device's. */
+	agent = ps_open_alone();
+	ASSERT_LE(0, agent);
+	vms = global_vms();
+	snprintf(tmpl, sizeof(tmpl), "%s/qemu_back_mem.pc.ram.XXXXXX", self->dir);
+	fd = mkstemp(tmpl);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, unlink(tmpl));
+	EXPECT_EQ(0, lseek(fd, 0, SEEK_END));
+	ASSERT_EQ(0, ftruncate(fd, 2 * MIB));
+	m = ps_map(fd, 2 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	m[0] = 0x11;
+	ASSERT_EQ(0, ps_info(fd, &info));
+
+	o.id = info.id;
+	vfd = ioctl(agent, PAGESHARE_OPEN_VM, &o);
+	ASSERT_LE(0, vfd) TH_LOG("OPEN_VM: %s", strerror(errno));
+	a = ps_map(vfd, 2 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	EXPECT_EQ(0x11, a[0]);
+	munmap(a, 2 * MIB);
+
+	/* The agent's descriptor keeps it alive; its own goes with it. */
+	munmap(m, 2 * MIB);
+	close(fd);
+	EXPECT_EQ(vms + 1, global_vms());
+	close(vfd);
+	EXPECT_EQ(vms, global_vms());
+	EXPECT_EQ(-1, ioctl(agent, PAGESHARE_OPEN_VM, &o));
+	EXPECT_EQ(ESRCH, errno);
+	close(agent);
+}
+
+/* O_TMPFILE: a VM with no name at all. */
+TEST_F(mnt, o_tmpfile)
+{
+	long vms = global_vms();
+	unsigned char *m;
+	int fd;
+
+	fd = open(self->dir, O_TMPFILE | O_RDWR, 0600);
+	ASSERT_LE(0, fd) TH_LOG("O_TMPFILE: %s", strerror(errno));
+	ASSERT_EQ(0, ftruncate(fd, MIB));
+	m = ps_map(fd, MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	m[PS_PAGE] = 7;
+	EXPECT_EQ(1, private_pages(fd));
+	EXPECT_EQ(vms + 1, global_vms());
+	munmap(m, MIB);
+	close(fd);
+	EXPECT_EQ(vms, global_vms());
+}
+
+/*
+ * libvirt's memory_backing_dir: a directory per domain, and QEMU's file in
+ * it; rmdir of a directory with a VM in it fails.
+ */
+TEST_F(mnt, libvirt_domain_dir)
+{
+	char sub[160];
+	int fd;
+
+	snprintf(sub, sizeof(sub), "%s/1-guest", self->dir);
+	ASSERT_EQ(0, mkdir(sub, 0700));
+	snprintf(sub, sizeof(sub), "%s/1-guest/pc.ram", self->dir);
+	fd = open(sub, O_RDWR | O_CREAT, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, MIB));
+	close(fd);
+	snprintf(sub, sizeof(sub), "%s/1-guest", self->dir);
+	EXPECT_EQ(-1, rmdir(sub));
+	EXPECT_EQ(ENOTEMPTY, errno);
+	snprintf(sub, sizeof(sub), "%s/1-guest/pc.ram", self->dir);
+	EXPECT_EQ(0, unlink(sub));
+	snprintf(sub, sizeof(sub), "%s/1-guest", self->dir);
+	EXPECT_EQ(0, rmdir(sub));
+	/* Neither device nodes nor symlinks. */
+	snprintf(sub, sizeof(sub), "%s/fifo", self->dir);
+	EXPECT_EQ(-1, mknod(sub, S_IFIFO | 0600, 0));
+	EXPECT_EQ(-1, symlink("x", sub));
+}
+
+/* Punching a hole frees private pages and leaves zeros, mapped or not. */
+TEST_F(mnt, punch_hole_frees_private_pages)
+{
+	unsigned char *m;
+	struct stat st;
+	size_t i;
+	int fd;
+
+	fd = mkfile(self->dir, self->path, "vm", 4 * MIB);
+	ASSERT_LE(0, fd);
+	m = ps_map(fd, 4 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	for (i = 0; i < 4 * MIB; i += PS_PAGE)
+		m[i] = 0xa5;
+	EXPECT_EQ(1024, private_pages(fd));
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       MIB, MIB)) TH_LOG("fallocate: %s", strerror(errno));
+	EXPECT_EQ(768, private_pages(fd));
+	ASSERT_EQ(0, fstat(fd, &st));
+	EXPECT_EQ(4 * MIB, st.st_size);
+	EXPECT_EQ(768 * 8, st.st_blocks);
+	/* Zeros, through the same mapping; the rest is intact. */
+	for (i = 0; i < 4 * MIB; i += PS_PAGE)
+		ASSERT_EQ(i >= MIB && i < 2 * MIB ? 0 : 0xa5, m[i]) TH_LOG("page %zu", i / PS_PAGE);
+	/* The reads above allocated the punched pages again (holes read as zeros). */
+	ASSERT_EQ(0, madvise(m, 4 * MIB, MADV_REMOVE)) TH_LOG("MADV_REMOVE: %s", strerror(errno));
+	EXPECT_EQ(0, private_pages(fd));
+	EXPECT_TRUE(all_bytes(m, 0, PS_PAGE));
+	munmap(m, 4 * MIB);
+	/* Unmapped too; past the size it is a no-op. */
+	m = ps_map(fd, 4 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	m[0] = 1;
+	munmap(m, 4 * MIB);
+	EXPECT_EQ(1, private_pages(fd));
+	EXPECT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 8 * MIB));
+	EXPECT_EQ(0, private_pages(fd));
+	close(fd);
+}
+
+/*
+ * A shared gfn that is punched leaves its frame: the other sharer keeps
+ * the bytes, and the last sharer's punch frees the frame.
+ */
+TEST_F(mnt, punch_hole_leaves_frames)
+{
+	struct pageshare_stats before, after;
+	unsigned char *m0, *m1;
+	uint64_t h0, h1, group;
+	int f0, f1;
+
+	f0 = mkfile(self->dir, self->path, "a", MIB);
+	f1 = mkfile(self->dir, self->path, "b", MIB);
+	ASSERT_LE(0, f0);
+	ASSERT_LE(0, f1);
+	ASSERT_EQ(0, ps_set_policy(f0, 0, PAGESHARE_POLICY_NEW_GROUP, &group));
+	ASSERT_EQ(0, ps_set_policy(f1, group, 0, NULL));
+	m0 = ps_map(f0, MIB, 0);
+	m1 = ps_map(f1, MIB, 0);
+	ASSERT_NE(MAP_FAILED, m0);
+	ASSERT_NE(MAP_FAILED, m1);
+	memset(m0 + 2 * PS_PAGE, 0x6b, PS_PAGE);
+	memset(m1 + 5 * PS_PAGE, 0x6b, PS_PAGE);
+	ASSERT_EQ(0, ps_nominate(f0, 2, &h0, NULL));
+	ASSERT_EQ(0, ps_nominate(f1, 5, &h1, NULL));
+	ASSERT_EQ(0, ps_stats(f0, &before));
+	ASSERT_EQ(0, ps_share(f0, 2, h0, f1, 5, h1, PAGESHARE_SHARE_COMPARE));
+	/* Both map the frame. */
+	EXPECT_EQ(0x6b, m0[2 * PS_PAGE]);
+	EXPECT_EQ(0x6b, m1[5 * PS_PAGE]);
+
+	ASSERT_EQ(0, fallocate(f1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       5 * PS_PAGE, PS_PAGE));
+	EXPECT_EQ(1, sharers(f0, 2));
+	EXPECT_EQ(0, sharers(f1, 5));
+	EXPECT_TRUE(all_bytes(m0 + 2 * PS_PAGE, 0x6b, PS_PAGE));
+	EXPECT_TRUE(all_bytes(m1 + 5 * PS_PAGE, 0, PS_PAGE));
+	EXPECT_EQ(0, ps_audit(f0));
+
+	ASSERT_EQ(0, fallocate(f0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       2 * PS_PAGE, PS_PAGE));
+	EXPECT_EQ(0, sharers(f0, 2));
+	ASSERT_EQ(0, ps_stats(f0, &after));
+	/* The frame went with its last sharer; the counters are exact. */
+	EXPECT_EQ(before.shared_frames - 2, after.shared_frames);
+	EXPECT_EQ(before.saved_frames, after.saved_frames);
+	EXPECT_TRUE(all_bytes(m0 + 2 * PS_PAGE, 0, PS_PAGE));
+	EXPECT_EQ(0, ps_audit(f0));
+	munmap(m0, MIB);
+	munmap(m1, MIB);
+	close(f0);
+	close(f1);
+}
+
+/* Discard's bad inputs: each with its own errno, and nothing freed. */
+TEST_F(mnt, punch_hole_bad_input)
+{
+	unsigned char *m;
+	int fd, ro;
+
+	fd = mkfile(self->dir, self->path, "vm", MIB);
+	ASSERT_LE(0, fd);
+	m = ps_map(fd, MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	memset(m, 1, MIB);
+	EXPECT_EQ(-1, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, PS_PAGE));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 100));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, fallocate(fd, 0, 0, PS_PAGE));
+	EXPECT_EQ(EOPNOTSUPP, errno);
+	ro = open(self->path, O_RDONLY);
+	ASSERT_LE(0, ro);
+	EXPECT_EQ(-1, fallocate(ro, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PS_PAGE));
+	EXPECT_EQ(EBADF, errno);
+	close(ro);
+	EXPECT_EQ(256, private_pages(fd));
+	EXPECT_TRUE(all_bytes(m, 1, MIB));
+	munmap(m, MIB);
+	close(fd);
+}
+
+/* The device cannot discard: the VFS refuses fallocate() on it. */
+TEST(device_has_no_discard)
+{
+	int fd;
+
+	REQUIRE_DEVICE();
+	fd = ps_open_alone();
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ps_set_size(fd, MIB));
+	EXPECT_EQ(-1, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PS_PAGE));
+	EXPECT_EQ(ENODEV, errno);
+	close(fd);
+}
+
+/* uid=, gid=, mode= and size=, as hugetlbfs takes them. */
+TEST(mount_options)
+{
+	char dir[] = "/tmp/pageshare-opt.XXXXXX", path[96];
+	struct statfs sfs;
+	struct stat st;
+	int fd, other;
+
+	REQUIRE_DEVICE();
+	ASSERT_NE(NULL, mkdtemp(dir));
+	ASSERT_EQ(0, mount("none", dir, "pageshare", 0,
+			   "uid=65534,gid=65534,mode=1770,size=8M"));
+	ASSERT_EQ(0, stat(dir, &st));
+	EXPECT_EQ(65534, st.st_uid);
+	EXPECT_EQ(65534, st.st_gid);
+	EXPECT_EQ(01770, st.st_mode & 07777);
+	ASSERT_EQ(0, statfs(dir, &sfs));
+	EXPECT_EQ(2048, sfs.f_blocks);
+	EXPECT_EQ(2048, sfs.f_bfree);
+
+	snprintf(path, sizeof(path), "%s/a", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, 6 * MIB));
+	ASSERT_EQ(0, statfs(dir, &sfs));
+	EXPECT_EQ(512, sfs.f_bfree);
+	snprintf(path, sizeof(path), "%s/b", dir);
+	other = open(path, O_RDWR | O_CREAT, 0600);
+	ASSERT_LE(0, other);
+	EXPECT_EQ(-1, ftruncate(other, 4 * MIB));
+	EXPECT_EQ(ENOSPC, errno);
+	/* Nor by the first mmap() of a VM without a size. */
+	EXPECT_EQ(MAP_FAILED, ps_map(other, 4 * MIB, 0));
+	EXPECT_EQ(ENOMEM, errno);
+	EXPECT_EQ(0, ftruncate(other, 2 * MIB));
+	/* Shrinking gives it back; so does the file's end. */
+	EXPECT_EQ(0, ftruncate(fd, 0));
+	EXPECT_EQ(0, ftruncate(other, 8 * MIB));
+	close(fd);
+	close(other);
+	EXPECT_EQ(0, unlink(path));
+	ASSERT_EQ(0, statfs(dir, &sfs));
+	EXPECT_EQ(2048, sfs.f_bfree);
+
+	EXPECT_EQ(-1, mount("none", dir, "pageshare", 0, "size=lots"));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, mount("none", dir, "pageshare", 0, "colour=blue"));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, umount(dir));
+	rmdir(dir);
+}
+
+/* Files nobody holds go with the mount; one the agent holds lives on. */
+TEST(umount_frees_vms)
+{
+	char dir[] = "/tmp/pageshare-um.XXXXXX", path[96];
+	struct pageshare_open_vm o = { 0 };
+	struct pageshare_vm_info info;
+	int fd, agent, vfd, i;
+	long vms;
+
+	REQUIRE_DEVICE();
+	agent = ps_open_alone();
+	ASSERT_LE(0, agent);
+	vms = global_vms();
+	ASSERT_NE(NULL, mkdtemp(dir));
+	ASSERT_EQ(0, mount("none", dir, "pageshare", 0, ""));
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/vm%d", dir, i);
+		fd = open(path, O_RDWR | O_CREAT, 0600);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, ftruncate(fd, MIB));
+		if (i == 2)
+			ASSERT_EQ(0, ps_info(fd, &info));
+		close(fd);
+	}
+	EXPECT_EQ(vms + 3, global_vms());
+	o.id = info.id;
+	vfd = ioctl(agent, PAGESHARE_OPEN_VM, &o);
+	ASSERT_LE(0, vfd);
+	EXPECT_EQ(0, umount(dir));
+	EXPECT_EQ(vms + 1, global_vms());
+	/* The survivor still works, and may be resized without its mount. */
+	EXPECT_EQ(0, ps_set_size(vfd, 2 * MIB));
+	close(vfd);
+	EXPECT_EQ(vms, global_vms());
+	close(agent);
+	rmdir(dir);
+}
+
+TEST_HARNESS_MAIN
