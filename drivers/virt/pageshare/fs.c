@@ -2,7 +2,7 @@
 /*
  * The pageshare filesystem: guest RAM as files, mounted like hugetlbfs.
  *
- *	mount -t pageshare -o uid=...,gid=...,mode=...,size=... none /dir
+ *	mount -t pageshare -o uid=,gid=,mode=,size=,nr_inodes= none /dir
  *
  * Each regular file is one VM's memory. QEMU uses it unmodified with
  * memory-backend-file,mem-path=<dir> (it creates a file there and unlinks
@@ -39,18 +39,27 @@
 /* "pshr" */
 #define PAGESHARE_FS_MAGIC	0x70736872
 
+enum { PS_OPT_UID, PS_OPT_GID, PS_OPT_MODE, PS_OPT_SIZE, PS_OPT_NR_INODES };
+
 /**
  * struct ps_fs_info - A pageshare mount (its superblock's s_fs_info).
  * @uid:	Owner of the root directory.
  * @gid:	Group of the root directory.
  * @mode:	Permissions of the root directory.
- * @limit:	size=: what the sizes of the files may add up to.
+ * @given:	The options given (BIT(PS_OPT_*)), for a remount.
+ * @limit:	size=: what the sizes of the files may add up to; its lock
+ *		also protects @nr_inodes.
+ * @max_inodes:	nr_inodes=: files and directories, the root aside.
+ * @nr_inodes:	How many there are, under @limit.lock.
  */
 struct ps_fs_info {
 	kuid_t uid;
 	kgid_t gid;
 	umode_t mode;
+	unsigned int given;
 	struct ps_size_limit limit;
+	u64 max_inodes;
+	u64 nr_inodes;
 };
 
 /**
@@ -78,15 +87,42 @@ int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new)
 }
 
 static const struct inode_operations ps_dir_iops;
-static const struct inode_operations ps_file_iops;
 
+/* nr_inodes=: a mount that others may write to cannot fill the VM table. */
+static bool ps_fs_take_inode(struct ps_fs_info *fsi)
+{
+	bool ok;
+
+	spin_lock(&fsi->limit.lock);
+	ok = fsi->nr_inodes < fsi->max_inodes;
+	if (ok)
+		fsi->nr_inodes++;
+	spin_unlock(&fsi->limit.lock);
+	return ok;
+}
+
+static void ps_fs_put_inode(struct ps_fs_info *fsi)
+{
+	spin_lock(&fsi->limit.lock);
+	fsi->nr_inodes--;
+	spin_unlock(&fsi->limit.lock);
+}
+
+/* ERR_PTR(-ENOSPC) past nr_inodes (the root counts), or ERR_PTR(-ENOMEM). */
 static struct inode *ps_fs_new_inode(struct super_block *sb, struct inode *dir,
 				     umode_t mode)
 {
-	struct inode *inode = new_inode(sb);
+	struct ps_fs_info *fsi = sb->s_fs_info;
+	struct inode *inode;
 
-	if (!inode)
-		return NULL;
+	if (!ps_fs_take_inode(fsi))
+		return ERR_PTR(-ENOSPC);
+	inode = new_inode(sb);
+	if (!inode) {
+		ps_fs_put_inode(fsi);
+		return ERR_PTR(-ENOMEM);
+	}
+	/* From here on, its evict gives the count back. */
 	inode->i_ino = get_next_ino();
 	inode_init_owner(&nop_mnt_idmap, inode, dir, mode);
 	simple_inode_init_ts(inode);
@@ -101,8 +137,8 @@ static struct inode *ps_fs_new_file(struct inode *dir, umode_t mode)
 	struct ps_vm *vm;
 
 	inode = ps_fs_new_inode(dir->i_sb, dir, S_IFREG | (mode & 07777));
-	if (!inode)
-		return ERR_PTR(-ENOMEM);
+	if (IS_ERR(inode))
+		return inode;
 	vm = ps_vm_create();
 	if (IS_ERR(vm)) {
 		iput(inode);
@@ -112,7 +148,7 @@ static struct inode *ps_fs_new_file(struct inode *dir, umode_t mode)
 	vm->limit = &fsi->limit;
 	inode->i_private = vm;
 	inode->i_mapping = vm->inode->i_mapping;
-	inode->i_op = &ps_file_iops;
+	inode->i_op = &ps_vm_iops;
 	inode->i_fop = &ps_vm_file_fops;
 	ps_vm_publish(vm);
 	return inode;
@@ -148,8 +184,8 @@ static int ps_fs_mkdir(struct mnt_idmap *idmap, struct inode *dir,
 {
 	struct inode *inode = ps_fs_new_inode(dir->i_sb, dir, S_IFDIR | (mode & 07777));
 
-	if (!inode)
-		return -ENOMEM;
+	if (IS_ERR(inode))
+		return PTR_ERR(inode);
 	inode->i_op = &ps_dir_iops;
 	inode->i_fop = &simple_dir_operations;
 	inc_nlink(inode);	/* "." */
@@ -212,7 +248,8 @@ static const struct inode_operations ps_dir_iops = {
 	.setattr	= ps_fs_setattr,
 };
 
-static const struct inode_operations ps_file_iops = {
+/* A VM's file: here, and PAGESHARE_OPEN_VM's (vm.c). */
+const struct inode_operations ps_vm_iops = {
 	.setattr	= ps_fs_setattr,
 	.getattr	= ps_fs_getattr,
 };
@@ -230,13 +267,14 @@ int ps_fs_open(struct inode *inode, struct file *filp)
 	return 0;
 }
 
-/* The file's own inode goes: it lets go of its VM's. */
+/* A file's or a directory's inode goes; a file lets go of its VM's. */
 static void ps_fs_evict_inode(struct inode *inode)
 {
 	struct ps_vm *vm = inode->i_private;
 
 	truncate_inode_pages_final(&inode->i_data);
 	clear_inode(inode);
+	ps_fs_put_inode(inode->i_sb->s_fs_info);
 	if (!vm)
 		return;
 	/* The VM may outlive the mount through PAGESHARE_OPEN_VM. */
@@ -253,13 +291,17 @@ static int ps_fs_statfs(struct dentry *dentry, struct kstatfs *buf)
 
 	simple_statfs(dentry, buf);
 	buf->f_bsize = PAGE_SIZE;
+	spin_lock(&fsi->limit.lock);
 	if (fsi->limit.max != U64_MAX) {
-		spin_lock(&fsi->limit.lock);
 		buf->f_blocks = fsi->limit.max >> PAGE_SHIFT;
 		buf->f_bfree = (fsi->limit.max - fsi->limit.used) >> PAGE_SHIFT;
-		spin_unlock(&fsi->limit.lock);
 		buf->f_bavail = buf->f_bfree;
 	}
+	if (fsi->max_inodes != U64_MAX) {
+		buf->f_files = fsi->max_inodes;
+		buf->f_ffree = fsi->max_inodes - fsi->nr_inodes;
+	}
+	spin_unlock(&fsi->limit.lock);
 	return 0;
 }
 
@@ -275,6 +317,8 @@ static int ps_fs_show_options(struct seq_file *m, struct dentry *root)
 		seq_printf(m, ",mode=%o", fsi->mode);
 	if (fsi->limit.max != U64_MAX)
 		seq_printf(m, ",size=%llu", fsi->limit.max);
+	if (fsi->max_inodes != U64_MAX)
+		seq_printf(m, ",nr_inodes=%llu", fsi->max_inodes);
 	return 0;
 }
 
@@ -285,13 +329,12 @@ static const struct super_operations ps_fs_sops = {
 	.show_options	= ps_fs_show_options,
 };
 
-enum { PS_OPT_UID, PS_OPT_GID, PS_OPT_MODE, PS_OPT_SIZE };
-
 static const struct fs_parameter_spec ps_fs_params[] = {
 	fsparam_u32("uid", PS_OPT_UID),
 	fsparam_u32("gid", PS_OPT_GID),
 	fsparam_u32oct("mode", PS_OPT_MODE),
 	fsparam_string("size", PS_OPT_SIZE),
+	fsparam_string("nr_inodes", PS_OPT_NR_INODES),
 	{}
 };
 
@@ -327,7 +370,57 @@ static int ps_fs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 			return invalfc(fc, "Invalid size");
 		fsi->limit.max = round_down(size, PAGE_SIZE);
 		break;
+	case PS_OPT_NR_INODES:
+		/* As tmpfs: k, m, g suffixes; 0 for no limit. */
+		size = memparse(param->string, &rest);
+		if (*rest)
+			return invalfc(fc, "Invalid nr_inodes");
+		fsi->max_inodes = size ?: U64_MAX;
+		break;
 	}
+	fsi->given |= BIT(opt);
+	return 0;
+}
+
+/*
+ * mount -o remount: the options given change, the others stay. size= and
+ * nr_inodes= cannot go below what is in use.
+ */
+static int ps_fs_reconfigure(struct fs_context *fc)
+{
+	struct ps_fs_info *new = fc->s_fs_info;
+	struct super_block *sb = fc->root->d_sb;
+	struct ps_fs_info *fsi = sb->s_fs_info;
+	struct inode *root = d_inode(sb->s_root);
+	int ret = 0;
+
+	spin_lock(&fsi->limit.lock);
+	if ((new->given & BIT(PS_OPT_SIZE)) && new->limit.max < fsi->limit.used)
+		ret = -EBUSY;
+	else if ((new->given & BIT(PS_OPT_NR_INODES)) && new->max_inodes < fsi->nr_inodes)
+		ret = -EBUSY;
+	if (!ret && (new->given & BIT(PS_OPT_SIZE)))
+		fsi->limit.max = new->limit.max;
+	if (!ret && (new->given & BIT(PS_OPT_NR_INODES)))
+		fsi->max_inodes = new->max_inodes;
+	spin_unlock(&fsi->limit.lock);
+	if (ret)
+		return invalfc(fc, "size or nr_inodes below what is in use");
+
+	inode_lock(root);
+	if (new->given & BIT(PS_OPT_UID)) {
+		fsi->uid = new->uid;
+		root->i_uid = new->uid;
+	}
+	if (new->given & BIT(PS_OPT_GID)) {
+		fsi->gid = new->gid;
+		root->i_gid = new->gid;
+	}
+	if (new->given & BIT(PS_OPT_MODE)) {
+		fsi->mode = new->mode;
+		root->i_mode = S_IFDIR | new->mode;
+	}
+	inode_unlock(root);
 	return 0;
 }
 
@@ -336,7 +429,7 @@ static int ps_fs_fill_super(struct super_block *sb, struct fs_context *fc)
 	struct ps_fs_info *fsi = sb->s_fs_info;
 	struct inode *root;
 
-	sb->s_maxbytes = PS_VM_SIZE_LIMIT;
+	sb->s_maxbytes = min_t(u64, PS_VM_SIZE_LIMIT, MAX_LFS_FILESIZE);
 	sb->s_blocksize = PAGE_SIZE;
 	sb->s_blocksize_bits = PAGE_SHIFT;
 	sb->s_magic = PAGESHARE_FS_MAGIC;
@@ -345,8 +438,8 @@ static int ps_fs_fill_super(struct super_block *sb, struct fs_context *fc)
 	sb->s_iflags |= SB_I_NOEXEC | SB_I_NODEV;
 
 	root = ps_fs_new_inode(sb, NULL, S_IFDIR | fsi->mode);
-	if (!root)
-		return -ENOMEM;
+	if (IS_ERR(root))
+		return PTR_ERR(root);
 	root->i_uid = fsi->uid;
 	root->i_gid = fsi->gid;
 	root->i_op = &ps_dir_iops;
@@ -370,6 +463,7 @@ static const struct fs_context_operations ps_fs_context_ops = {
 	.free		= ps_fs_free_fc,
 	.parse_param	= ps_fs_parse_param,
 	.get_tree	= ps_fs_get_tree,
+	.reconfigure	= ps_fs_reconfigure,
 };
 
 static int ps_fs_init_fs_context(struct fs_context *fc)
@@ -383,6 +477,7 @@ static int ps_fs_init_fs_context(struct fs_context *fc)
 	fsi->mode = 0755;
 	spin_lock_init(&fsi->limit.lock);
 	fsi->limit.max = U64_MAX;
+	fsi->max_inodes = U64_MAX;
 	fc->s_fs_info = fsi;
 	fc->ops = &ps_fs_context_ops;
 	return 0;

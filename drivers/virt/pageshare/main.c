@@ -195,26 +195,39 @@ static int ps_ioctl_get_stats(struct ps_vm *vm, void __user *argp)
  * The VM behind a descriptor the caller holds. The caller keeps @f until
  * it is done with the VM: the open file is what keeps the VM alive.
  */
-static struct ps_vm *ps_vm_fdget(u32 fd, struct fd *f)
+static bool ps_is_vm_file(const struct file *file)
+{
+	return file->f_op == &ps_fops || file->f_op == &ps_vm_file_fops ||
+	       file->f_op == &ps_vm_id_fops;
+}
+
+/*
+ * Whoever may only read a VM's memory may not change it either: every
+ * operation but a query needs each VM it names open for writing. A file
+ * of a pageshare mount may be open read-only by someone who is not its
+ * owner (a file QEMU made 0644, say).
+ */
+static struct ps_vm *ps_vm_fdget(u32 fd, struct fd *f, bool write)
 {
 	*f = fdget(fd);
 	if (!fd_file(*f))
 		return ERR_PTR(-EBADF);
-	if (fd_file(*f)->f_op != &ps_fops && fd_file(*f)->f_op != &ps_vm_file_fops) {
+	if (!ps_is_vm_file(fd_file(*f)) ||
+	    (write && !(fd_file(*f)->f_mode & FMODE_WRITE))) {
 		fdput(*f);
 		return ERR_PTR(-EBADF);
 	}
 	return fd_file(*f)->private_data;
 }
 
-/* Two VMs, possibly the same descriptor twice. */
+/* Two VMs, possibly the same descriptor twice, both open for writing. */
 static int ps_vm_fdget2(u32 a, u32 b, struct fd *fa, struct fd *fb,
 			struct ps_vm **va, struct ps_vm **vb)
 {
-	*va = ps_vm_fdget(a, fa);
+	*va = ps_vm_fdget(a, fa, true);
 	if (IS_ERR(*va))
 		return PTR_ERR(*va);
-	*vb = ps_vm_fdget(b, fb);
+	*vb = ps_vm_fdget(b, fb, true);
 	if (IS_ERR(*vb)) {
 		fdput(*fa);
 		return PTR_ERR(*vb);
@@ -237,7 +250,7 @@ static int ps_op_nominate(void *arg)
 	e->hash = 0;
 	if ((e->flags & ~PAGESHARE_NOMINATE_HASH) || e->pad)
 		return -EINVAL;
-	vm = ps_vm_fdget(e->vm, &f);
+	vm = ps_vm_fdget(e->vm, &f, true);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
 	ret = ps_nominate(vm, e->gfn, &e->handle,
@@ -292,7 +305,7 @@ static int ps_op_unshare(void *arg)
 
 	if (e->flags || e->pad)
 		return -EINVAL;
-	vm = ps_vm_fdget(e->vm, &f);
+	vm = ps_vm_fdget(e->vm, &f, true);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
 	ret = ps_unshare(vm, e->gfn);
@@ -312,7 +325,7 @@ static int ps_op_query(void *arg)
 	e->state = 0;
 	if (e->flags || e->pad)
 		return -EINVAL;
-	vm = ps_vm_fdget(e->vm, &f);
+	vm = ps_vm_fdget(e->vm, &f, false);
 	if (IS_ERR(vm))
 		return PTR_ERR(vm);
 	ret = ps_query(vm, e->gfn, &e->handle, &e->sharers, &e->state);
@@ -447,6 +460,19 @@ static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 	void __user *argp = (void __user *)arg;
 	long ret;
 
+	/*
+	 * A read-only descriptor may neither resize the VM nor change or
+	 * learn its policy: the group id is the right to join the group.
+	 */
+	switch (cmd) {
+	case PAGESHARE_SET_SIZE:
+	case PAGESHARE_SET_POLICY:
+	case PAGESHARE_GET_POLICY:
+		if (!(filp->f_mode & FMODE_WRITE))
+			return -EBADF;
+		break;
+	}
+
 	switch (cmd) {
 	case PAGESHARE_GET_API_VERSION:
 		return PAGESHARE_API_VERSION;
@@ -537,6 +563,30 @@ const struct file_operations ps_vm_file_fops = {
 	.compat_ioctl	= compat_ptr_ioctl,
 };
 
+/*
+ * A PAGESHARE_OPEN_VM descriptor holds the VM's inode (ps_vm_open_id())
+ * and lets go of it here, while its operations still pin the module: the
+ * VM's teardown may run now.
+ */
+static int ps_id_release(struct inode *inode, struct file *filp)
+{
+	struct ps_vm *vm = filp->private_data;
+
+	iput(vm->inode);
+	return 0;
+}
+
+const struct file_operations ps_vm_id_fops = {
+	.owner		= THIS_MODULE,
+	.release	= ps_id_release,
+	.mmap		= ps_mmap,
+	.llseek		= ps_llseek,
+	.fallocate	= ps_fallocate,
+	.show_fdinfo	= ps_show_fdinfo_file,
+	.unlocked_ioctl	= ps_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
 static struct miscdevice ps_misc = {
 	.minor	= MISC_DYNAMIC_MINOR,
 	.name	= "pageshare",
@@ -550,23 +600,24 @@ static int __init ps_init(void)
 	ret = ps_share_init();
 	if (ret)
 		return ret;
-	ps_vm_set_fops(&ps_vm_file_fops);
+	ps_vm_set_fops(&ps_vm_id_fops);
 	ret = ps_fs_init();
 	if (ret)
 		goto err_share;
 	ret = ps_sysfs_init();
 	if (ret)
 		goto err_fs;
-	ret = misc_register(&ps_misc);
-	if (ret)
-		goto err_sysfs;
 	ret = ps_mountfs_init();
 	if (ret)
-		goto err_misc;
+		goto err_sysfs;
+	/* Last: once it is there, a VM may be opened at any time. */
+	ret = misc_register(&ps_misc);
+	if (ret)
+		goto err_mountfs;
 	return 0;
 
-err_misc:
-	misc_deregister(&ps_misc);
+err_mountfs:
+	ps_mountfs_exit();
 err_sysfs:
 	ps_sysfs_exit();
 err_fs:
@@ -576,11 +627,16 @@ err_share:
 	return ret;
 }
 
-/* No VM can exist here: every open file pins the module. */
+/*
+ * No VM can exist here. Whatever holds one pins the module until the VM's
+ * teardown is over: a descriptor of the device or from PAGESHARE_OPEN_VM
+ * through its operations (the teardown runs in ->release), a file of a
+ * pageshare mount through the mount (it runs in the file's evict).
+ */
 static void __exit ps_exit(void)
 {
-	ps_mountfs_exit();
 	misc_deregister(&ps_misc);
+	ps_mountfs_exit();
 	ps_sysfs_exit();
 	ps_fs_exit();
 	ps_share_exit();

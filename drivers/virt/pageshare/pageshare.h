@@ -42,6 +42,7 @@ struct pageshare_stats;
 struct pageshare_vm_info;
 struct seq_file;
 struct vm_area_struct;
+struct vm_fault;
 
 #define PS_ENTRY_SHARED		1UL
 
@@ -85,6 +86,8 @@ int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new);
  *		range of it reaches this VM and no other.
  * @pages:	gfn -> the page backing it. Holds one reference per page.
  * @lock:	Serialises changes of @size against new mappings.
+ * @resize_sem:	Write side: a size change; read side: a punch, which
+ *		walks the gfns below the size it read.
  * @policy_sem:	Write side: SET_POLICY of this VM; read side: share and
  *		add_to_physmap calls that name it (share.c).
  * @size:	Bytes of guest RAM; 0 until set. Read without @lock on the
@@ -114,6 +117,7 @@ struct ps_vm {
 	struct inode *inode;
 	struct xarray pages;
 	struct mutex lock;	/* protects @size and @nr_mappings */
+	struct rw_semaphore resize_sem;
 	struct rw_semaphore policy_sem;
 	u64 size;
 	u64 freeing;
@@ -227,6 +231,8 @@ int ps_mountfs_init(void);
 void ps_mountfs_exit(void);
 int ps_fs_open(struct inode *inode, struct file *filp);
 extern const struct file_operations ps_vm_file_fops;
+extern const struct file_operations ps_vm_id_fops;
+extern const struct inode_operations ps_vm_iops;
 struct ps_vm *ps_vm_create(void);
 void ps_vm_publish(struct ps_vm *vm);
 void ps_vm_set_fops(const struct file_operations *fops);
@@ -235,9 +241,11 @@ int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len);
 void ps_vm_destroy(struct ps_vm *vm);
 void ps_vm_free(struct ps_vm *vm);
 int ps_vm_set_size(struct ps_vm *vm, u64 size);
-struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn);
+struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn,
+			    const struct vm_fault *vmf);
 int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry);
-struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero);
+struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero,
+			      const struct vm_fault *vmf);
 struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared);
 struct ps_vm *ps_vm_find(u32 id);
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma);
@@ -261,7 +269,8 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 		      struct ps_vm *cvm, pgoff_t cgfn);
 int ps_unshare(struct ps_vm *vm, pgoff_t gfn);
-int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page);
+int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
+		      const struct vm_fault *vmf);
 int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 	     u32 *state);
 void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn);

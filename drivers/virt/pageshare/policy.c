@@ -29,6 +29,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/random.h>
+#include <linux/sched.h>
 #include <linux/string.h>
 
 #include <linux/pageshare.h>
@@ -139,12 +140,10 @@ int ps_open_vm(u64 id)
 	struct file *file;
 	int fd;
 
-	if (!id || id > U32_MAX)
-		return -ESRCH;
 	fd = get_unused_fd_flags(O_CLOEXEC);
 	if (fd < 0)
 		return fd;
-	file = ps_vm_open_id(id);
+	file = id && id <= U32_MAX ? ps_vm_open_id(id) : ERR_PTR(-ESRCH);
 	if (IS_ERR(file)) {
 		put_unused_fd(fd);
 		return PTR_ERR(file);
@@ -169,14 +168,22 @@ bool ps_policy_pair_ok(struct ps_vm *svm, struct ps_vm *cvm)
 	return svm == cvm || (svm->group && svm->group == cvm->group);
 }
 
+/*
+ * The walks below may cover max_sharers keys under two page locks, which
+ * are sleeping locks: they let other tasks on the CPU run as they go, as
+ * the share's merge loop does.
+ */
 static bool ps_frame_has_vm(const struct ps_frame *frame, u32 id)
 {
-	u32 pos = 0;
+	u32 pos = 0, n = 0;
 	u64 key;
 
-	while (ps_rmap_next(frame, &pos, &key))
+	while (ps_rmap_next(frame, &pos, &key)) {
 		if (ps_rmap_key_vm(key) == id)
 			return true;
+		if (!(++n % 1024))
+			cond_resched();
+	}
 	return false;
 }
 
@@ -199,7 +206,7 @@ bool ps_policy_frames_ok(const struct ps_frame *sframe, struct ps_vm *cvm,
 			 const struct ps_frame *cframe)
 {
 	struct ps_vm *vm;
-	u32 pos = 0;
+	u32 pos = 0, n = 0;
 	u64 key;
 
 	if (!cframe)
@@ -210,6 +217,8 @@ bool ps_policy_frames_ok(const struct ps_frame *sframe, struct ps_vm *cvm,
 		if (vm && (vm->policy & PAGESHARE_POLICY_NO_INTRA_VM) &&
 		    ps_frame_has_vm(sframe, vm->id))
 			return false;
+		if (!(++n % 1024))
+			cond_resched();
 	}
 	return true;
 }

@@ -54,7 +54,7 @@ static void ps_rmap_table_free(u64 *table, u32 cap)
 static int ps_rmap_resize(struct ps_frame *frame, u32 cap)
 {
 	u64 keys[PS_RMAP_INLINE] = { 0 }, *table = NULL, key;
-	u32 pos = 0, n = 0;
+	u32 pos = 0, n = 0, moved = 0;
 
 	if (cap) {
 		table = ps_rmap_table_alloc(cap);
@@ -66,6 +66,9 @@ static int ps_rmap_resize(struct ps_frame *frame, u32 cap)
 			ps_rmap_table_put(table, cap, key);
 		else
 			keys[n++] = key;
+		/* Up to max_sharers keys, under the frame's (sleeping) lock. */
+		if (!(++moved % 1024))
+			cond_resched();
 	}
 	if (frame->cap)
 		ps_rmap_table_free(frame->table, frame->cap);

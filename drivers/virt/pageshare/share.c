@@ -24,7 +24,10 @@
  * Lock order, for the whole driver:
  *
  *   mmap_lock                        (the fault path; held by the core)
- *     ps_vm::lock                    (a VM's size and mapping count)
+ *     ps_vm::resize_sem            (write: a size change; read: a punch,
+ *                                     throughout)
+ *       ps_vm::lock                  (a VM's size and mapping count)
+ *         ps_size_limit::lock        (a mount's size limit; innermost)
  *       ps_vm::policy_sem, read side (share and add_to_physmap, of the
  *                                     two VMs they name, lower id first;
  *                                     that VM's SET_POLICY takes the
@@ -46,9 +49,9 @@
  * are on frames with other sharers, whose policies cannot change (EBUSY).
  * The audit holds off every sharing operation and copy-on-write for the
  * length of its walk; it needs CAP_SYS_ADMIN. Every read-side section of
- * ps_ops_sem is one operation on one entry or frame (the teardown takes
- * one per PS_FREE_BATCH gfns), so a writer waits for a bounded amount of
- * work before it gets in.
+ * ps_ops_sem is one operation on one entry or frame (the teardown, a
+ * shrink and a punch take one per PS_FREE_BATCH gfns), so a writer waits
+ * for a bounded amount of work before it gets in.
  *
  * An entry that names a page changes only under that page's lock, so a
  * fault that found a page, locked it and still finds it in the entry can
@@ -441,12 +444,16 @@ static bool ps_check_handle(struct ps_vm *vm, pgoff_t gfn, u64 handle)
 static bool ps_frame_has_others(const struct ps_frame *frame, struct ps_vm *a,
 				struct ps_vm *b)
 {
-	u32 pos = 0;
+	u32 pos = 0, n = 0;
 	u64 key;
 
-	while (ps_rmap_next(frame, &pos, &key))
+	while (ps_rmap_next(frame, &pos, &key)) {
 		if (ps_rmap_key_vm(key) != a->id && ps_rmap_key_vm(key) != b->id)
 			return true;
+		/* Up to max_sharers keys, under two page locks. */
+		if (!(++n % 1024))
+			cond_resched();
+	}
 	return false;
 }
 
@@ -674,6 +681,8 @@ out:
  * @gfn: the gfn.
  * @page: the page the caller found behind @gfn, locked, and referenced
  *        exactly once by the caller.
+ * @vmf: the write fault, whose mapping's memory policy places a copy; NULL
+ *	 for PAGESHARE_UNSHARE.
  *
  * If @page is a frame in shared state, @gfn is its last sharer and nobody
  * else holds the page (ps_frame_exclusive()), the frame turns private
@@ -689,7 +698,8 @@ out:
  * error not reported yet is caught by copy_mc_highpage()); -ENOMEM. Nothing changes
  * unless it returns 0 or 1.
  */
-int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
+int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
+		      const struct vm_fault *vmf)
 {
 	void *entry = xa_load(&vm->pages, gfn);
 	struct ps_frame *frame;
@@ -716,7 +726,7 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page)
 		/* Its bytes are lost; and a copy must not consume an error. */
 		if (PageHWPoison(page))
 			return -EHWPOISON;
-		copy = ps_vm_alloc_page(vm, false);
+		copy = ps_vm_alloc_page(vm, false, vmf);
 		if (!copy)
 			return -ENOMEM;
 		if (copy_mc_highpage(copy, page)) {
@@ -767,7 +777,7 @@ int ps_unshare(struct ps_vm *vm, pgoff_t gfn)
 	/* Locked and checked: the entry cannot change under us, no -EAGAIN. */
 	if (!ps_lock_gfn(vm, gfn, &page, &shared)) {
 		if (shared)
-			ret = ps_unshare_locked(vm, gfn, page);
+			ret = ps_unshare_locked(vm, gfn, page, NULL);
 		ps_unlock_gfns(page, NULL);
 	}
 	ps_ops_end();
@@ -816,7 +826,7 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 /**
  * ps_release_gfn() - Turn a gfn into a hole.
  * @vm: the VM, being destroyed or shrunk (nothing maps it), or punched
- *	(ps_vm_punch(), which holds @vm->lock).
+ *	(ps_vm_punch(), mapped or not).
  * @gfn: the gfn.
  *
  * The caller is inside ps_ops_begin(). A private page goes with its gfn; a
@@ -841,7 +851,8 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 		return;
 
 	xa_erase(&vm->pages, gfn);
-	if (READ_ONCE(vm->nr_mappings) && folio_mapped(page_folio(page)))
+	/* Only this VM's mappings: a no-op when nothing of it maps the gfn. */
+	if (folio_mapped(page_folio(page)))
 		ps_vm_zap(vm, gfn);
 	if (!shared) {
 		ps_account_private(vm, -1);

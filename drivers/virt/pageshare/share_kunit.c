@@ -56,7 +56,7 @@ static struct ps_vm *ps_test_vm(struct kunit *test)
 /* Gives gfn a page filled with @byte. */
 static void ps_test_fill(struct kunit *test, struct ps_vm *vm, pgoff_t gfn, u8 byte)
 {
-	struct page *page = ps_vm_get_page(vm, gfn);
+	struct page *page = ps_vm_get_page(vm, gfn, NULL);
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 	memset_page(page, 0, byte, PAGE_SIZE);
@@ -380,7 +380,7 @@ static void ps_test_shrink_while_shared(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(ps_test_page(b, 35), 35));
 	/* Nothing can fill a gfn past the new end. */
 	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(b, 39, hb, a, 33), -ENXIO);
-	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(a, 33)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(a, 33, NULL)), -ENXIO);
 	KUNIT_EXPECT_EQ(test, ps_add_to_physmap(b, 39, hb, a, 5), 0);
 	ps_test_audit_clean(test);
 }

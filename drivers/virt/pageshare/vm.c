@@ -21,12 +21,11 @@
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
-#include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
+#include <linux/anon_inodes.h>
 #include <linux/cred.h>
-#include <linux/file.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 
@@ -181,6 +180,7 @@ struct ps_vm *ps_vm_create(void)
 	ps_vm_kobj_init(vm);
 	xa_init(&vm->pages);
 	mutex_init(&vm->lock);
+	init_rwsem(&vm->resize_sem);
 	init_rwsem(&vm->policy_sem);
 	vm->pid = task_tgid_nr(current);
 	vm->uid = current_euid();
@@ -192,8 +192,6 @@ struct ps_vm *ps_vm_create(void)
 		vm->inode = NULL;
 		goto err_put;
 	}
-	/* A regular file, for fallocate() through PAGESHARE_OPEN_VM's files. */
-	vm->inode->i_mode = S_IFREG | 0600;
 
 	/*
 	 * Cyclic, so that an id an agent read from sysfs does not name a new
@@ -255,9 +253,10 @@ void ps_vm_set_fops(const struct file_operations *fops)
  * ps_vm_open_id() - Open the VM with id @id: PAGESHARE_OPEN_VM's file.
  * @id: the VM's id.
  *
- * The file refers to the VM's own inode, so it keeps the VM alive, maps
- * its memory and takes every ioctl, whichever way the VM was created (the
- * device, a file on a pageshare mount, unlinked or not).
+ * The file holds the VM's own inode, so it keeps the VM alive, maps its
+ * memory, takes every ioctl, ftruncate() and fallocate(), whichever way
+ * the VM was created (the device, a file on a pageshare mount, unlinked
+ * or not). Its ->release (main.c) lets go of the VM's inode.
  *
  * Context: Process context; takes ps_vms_mutex.
  * Return: the file; ERR_PTR(-ESRCH) if no published VM has the id or its
@@ -277,15 +276,23 @@ struct file *ps_vm_open_id(u32 id)
 	ps_vms_unlock();
 	if (!inode)
 		return ERR_PTR(-ESRCH);
-	/* The file's release drops it (fops_put()); we run in the module. */
-	__module_get(ps_vm_fops->owner);
-	file = alloc_file_pseudo(inode, ps_mnt, "pageshare", O_RDWR, ps_vm_fops);
+	/*
+	 * A file with an inode of its own, as guest_memfd makes: its
+	 * ->release drops the VM's inode while the file's operations still
+	 * pin the module, so a VM's teardown never runs after the module
+	 * could go. A regular file whose mapping is the VM's, with the VM's
+	 * size and discard.
+	 */
+	file = anon_inode_create_getfile("[pageshare]", ps_vm_fops, inode->i_private,
+					 O_RDWR, NULL);
 	if (IS_ERR(file)) {
-		module_put(ps_vm_fops->owner);
 		iput(inode);
 		return file;
 	}
-	file->private_data = inode->i_private;
+	file->f_inode->i_mode |= S_IFREG;
+	file->f_inode->i_private = inode->i_private;
+	file->f_inode->i_op = &ps_vm_iops;
+	file->f_mapping = inode->i_mapping;
 	return file;
 }
 
@@ -351,8 +358,8 @@ static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
  * its gfn goes is zapped under the page lock (ps_release_gfn()), after
  * which the fault path finds the hole and allocates anew.
  *
- * Context: Process context; takes @vm->lock, then ps_ops_sem (read) once
- * per PS_FREE_BATCH gfns.
+ * Context: Process context; takes @vm->resize_sem (read), then ps_ops_sem
+ * (read) once per PS_FREE_BATCH gfns.
  * Return: 0 or -EINVAL for a range that is not page aligned.
  */
 int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len)
@@ -364,14 +371,17 @@ int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len)
 	if (offset < 0 || len <= 0 || !PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len))
 		return -EINVAL;
 
-	/* No shrink, no new mapping, no fork of one meanwhile. */
-	mutex_lock(&vm->lock);
+	/*
+	 * No shrink meanwhile; mappings may come and go (not holding
+	 * @vm->lock, which mmap(), fork() and munmap() take under the
+	 * mmap_lock, keeps the VMM's faults going during a long punch).
+	 */
+	down_read(&vm->resize_sem);
 	first = offset >> PAGE_SHIFT;
-	end = min_t(u64, vm->size, (u64)offset + len) >> PAGE_SHIFT;
+	end = min_t(u64, READ_ONCE(vm->size), (u64)offset + len) >> PAGE_SHIFT;
 	if (first >= end)
 		goto out;
-	if (vm->nr_mappings)
-		unmap_mapping_pages(vm->inode->i_mapping, first, end - first, false);
+	unmap_mapping_pages(vm->inode->i_mapping, first, end - first, false);
 	ps_ops_begin();
 	xa_for_each_range(&vm->pages, gfn, entry, first, end - 1) {
 		ps_release_gfn(vm, gfn);
@@ -383,7 +393,7 @@ int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len)
 	}
 	ps_ops_end();
 out:
-	mutex_unlock(&vm->lock);
+	up_read(&vm->resize_sem);
 	return 0;
 }
 
@@ -416,8 +426,8 @@ void ps_vm_destroy(struct ps_vm *vm)
  * @size: bytes; shrinking frees the pages past the new end. 0 frees every
  *	  page and leaves the VM without a size, as when it was created.
  *
- * Context: Process context; takes @vm->lock, then ps_ops_sem (read) once
- * per PS_FREE_BATCH gfns freed.
+ * Context: Process context; takes @vm->resize_sem (write), @vm->lock, then
+ * ps_ops_sem (read) once per PS_FREE_BATCH gfns freed.
  * Return: 0; -EINVAL if @size is not page aligned; -EFBIG if it is
  * above max_vm_size; -EBUSY if the VM is mapped and @size differs from
  * the current size; -ENOSPC past its mount's size limit.
@@ -431,6 +441,8 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 	if (size > ps_max_size())
 		return -EFBIG;
 
+	/* No punch meanwhile: it walks gfns below the size it read. */
+	down_write(&vm->resize_sem);
 	mutex_lock(&vm->lock);
 	if (size != vm->size) {
 		if (vm->nr_mappings)
@@ -453,6 +465,7 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 		}
 	}
 	mutex_unlock(&vm->lock);
+	up_write(&vm->resize_sem);
 	return ret;
 }
 
@@ -460,6 +473,8 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
  * ps_vm_alloc_page() - Allocate a page for a VM, charged to its memory cgroup.
  * @vm: the VM.
  * @zero: zero-fill it.
+ * @vmf: the fault it is for, whose mapping's memory policy places it; or
+ *	 NULL (an ioctl), for the calling task's policy.
  *
  * Not movable: the pages are not on the LRU and nothing could migrate
  * them. Charged as kernel memory of the VM's cgroup, the only charging
@@ -467,15 +482,24 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
  *
  * Return: the page or NULL.
  */
-struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero)
+struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero,
+			      const struct vm_fault *vmf)
 {
+	gfp_t gfp = GFP_HIGHUSER | __GFP_ACCOUNT | __GFP_NOWARN |
+		    (zero ? __GFP_ZERO : 0);
 	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
-	struct page *page;
+	struct folio *folio;
 
-	page = alloc_page(GFP_HIGHUSER | __GFP_ACCOUNT | __GFP_NOWARN |
-			  (zero ? __GFP_ZERO : 0));
+	/*
+	 * On the node the faulting mapping's memory policy picks (mbind(),
+	 * QEMU's host-nodes=...,policy=), as for anonymous memory.
+	 */
+	if (vmf)
+		folio = vma_alloc_folio(gfp, 0, vmf->vma, vmf->address, false);
+	else
+		folio = folio_alloc(gfp, 0);
 	set_active_memcg(old_memcg);
-	return page;
+	return folio ? folio_page(folio, 0) : NULL;
 }
 
 /**
@@ -557,6 +581,8 @@ int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry)
  * ps_vm_get_page() - Find the page backing a gfn, allocating it on first use.
  * @vm: the VM.
  * @gfn: guest frame number (page offset in the VM's file).
+ * @vmf: the fault, whose mapping's memory policy places a new page; NULL
+ *	 outside the fault path.
  *
  * A new page is zero-filled, so nothing the host had in it reaches the
  * guest, and charged to the VM's memory cgroup.
@@ -570,7 +596,8 @@ int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry)
  * Return: the page with a reference the caller owns, or ERR_PTR(-ENXIO)
  * past the VM's size, or ERR_PTR(-ENOMEM).
  */
-struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn)
+struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn,
+			    const struct vm_fault *vmf)
 {
 	struct mem_cgroup *old_memcg;
 	struct page *page;
@@ -584,7 +611,7 @@ struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn)
 	if (page)
 		return page;
 
-	page = ps_vm_alloc_page(vm, true);
+	page = ps_vm_alloc_page(vm, true, vmf);
 	if (!page)
 		return ERR_PTR(-ENOMEM);
 
@@ -614,7 +641,7 @@ static vm_fault_t ps_vm_fault(struct vm_fault *vmf)
 	struct page *page;
 	void *entry;
 
-	page = ps_vm_get_page(vm, vmf->pgoff);
+	page = ps_vm_get_page(vm, vmf->pgoff, vmf);
 	if (IS_ERR(page))
 		return vmf_error(PTR_ERR(page));
 
@@ -685,7 +712,7 @@ static vm_fault_t ps_vm_page_mkwrite(struct vm_fault *vmf)
 		ps_ops_end();
 		return VM_FAULT_NOPAGE;
 	}
-	ret = ps_unshare_locked(vm, vmf->pgoff, vmf->page);
+	ret = ps_unshare_locked(vm, vmf->pgoff, vmf->page, vmf);
 	ps_ops_end();
 	if (!ret)
 		return VM_FAULT_LOCKED;

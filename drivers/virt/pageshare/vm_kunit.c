@@ -80,7 +80,7 @@ static void ps_test_set_size(struct kunit *test)
 	vm->nr_mappings = 0;
 
 	/* 0, what ftruncate() to nothing asks: every page goes, no size. */
-	page = ps_vm_get_page(vm, 3);
+	page = ps_vm_get_page(vm, 3, NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 	put_page(page);
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 0), 0);
@@ -95,13 +95,13 @@ static void ps_test_get_page(struct kunit *test)
 	struct page *page, *again;
 
 	/* No size yet: no gfn exists. */
-	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 0)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 0, NULL)), -ENXIO);
 
 	KUNIT_ASSERT_EQ(test, ps_vm_set_size(vm, 4 * PAGE_SIZE), 0);
-	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 4)), -ENXIO);
-	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, ULONG_MAX)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 4, NULL)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, ULONG_MAX, NULL)), -ENXIO);
 
-	page = ps_vm_get_page(vm, 3);
+	page = ps_vm_get_page(vm, 3, NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 	/* The VM's reference and ours. */
 	KUNIT_EXPECT_EQ(test, page_count(page), 2);
@@ -110,7 +110,7 @@ static void ps_test_get_page(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 1);
 
 	memset_page(page, 0, 0x5a, PAGE_SIZE);
-	again = ps_vm_get_page(vm, 3);
+	again = ps_vm_get_page(vm, 3, NULL);
 	KUNIT_EXPECT_PTR_EQ(test, again, page);
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(again, 0x5a));
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 1);
@@ -126,7 +126,7 @@ static void ps_test_shrink_frees(struct kunit *test)
 	pgoff_t gfn;
 
 	for (gfn = 0; gfn < 8; gfn++) {
-		page = ps_vm_get_page(vm, gfn);
+		page = ps_vm_get_page(vm, gfn, NULL);
 		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 		put_page(page);
 	}
@@ -135,11 +135,11 @@ static void ps_test_shrink_frees(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 3 * PAGE_SIZE), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 3);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 3);
-	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 3)), -ENXIO);
+	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 3, NULL)), -ENXIO);
 
 	/* Growing again gives fresh zero pages, not the old contents. */
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 8 * PAGE_SIZE), 0);
-	page = ps_vm_get_page(vm, 7);
+	page = ps_vm_get_page(vm, 7, NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0));
 	put_page(page);
@@ -154,11 +154,11 @@ static void ps_test_destroy_frees(struct kunit *test)
 
 	/* Spread over many xarray nodes, which teardown must all visit. */
 	for (gfn = 0; gfn < 2048; gfn += 64) {
-		page = ps_vm_get_page(vm, gfn);
+		page = ps_vm_get_page(vm, gfn, NULL);
 		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 		put_page(page);
 	}
-	held = ps_vm_get_page(vm, 2047);
+	held = ps_vm_get_page(vm, 2047, NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(held));
 	memset_page(held, 0, 0xa5, PAGE_SIZE);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 33);
@@ -184,7 +184,7 @@ static void ps_test_sparse_gfns(struct kunit *test)
 		kunit_skip(test, "max_vm_size is below 64 GiB");
 	vm = ps_test_vm(test, size);
 	for (i = 0; i < ARRAY_SIZE(gfns); i++) {
-		page = ps_vm_get_page(vm, gfns[i]);
+		page = ps_vm_get_page(vm, gfns[i], NULL);
 		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 		put_page(page);
 	}

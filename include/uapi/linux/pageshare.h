@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
 /*
- * pageshare: guest RAM for KVM served by a character device, so that the
- * pages can later be shared between guests with Xen-style handles.
+ * pageshare: guest RAM for KVM served by the module, so that the pages
+ * can be shared between guests with Xen-style handles.
  *
- * Each open() of /dev/pageshare is one VM's memory. mmap(MAP_SHARED) maps
- * it; the page offset in the file is the guest frame number (gfn).
- * Documentation/virt/pageshare/api.rst describes every ioctl below.
+ * Each regular file of a pageshare filesystem (mount -t pageshare), and
+ * each open() of /dev/pageshare, is one VM's memory. mmap(MAP_SHARED)
+ * maps it; the page offset in the file is the guest frame number (gfn).
+ * Documentation/virt/pageshare/api.rst describes every ioctl below, and
+ * memory.rst the filesystem.
  */
 
 #ifndef _UAPI_LINUX_PAGESHARE_H
@@ -24,14 +26,18 @@
 #define PAGESHARE_IOCTL_TYPE	0xB9
 
 /* Returned by PAGESHARE_GET_API_VERSION. */
-#define PAGESHARE_API_VERSION	2
+#define PAGESHARE_API_VERSION	3
 
 /**
  * PAGESHARE_GET_API_VERSION - Report the version of this interface.
  *
  * Takes no argument. Returns PAGESHARE_API_VERSION. A later version only
- * adds ioctls, flags and fields that were reserved before. Version 2 added
- * PAGESHARE_SET_POLICY, PAGESHARE_GET_POLICY and PAGESHARE_OPEN_VM.
+ * adds ioctls, flags and fields that were reserved before, and says what
+ * else changed. Version 2 added PAGESHARE_SET_POLICY, PAGESHARE_GET_POLICY
+ * and PAGESHARE_OPEN_VM. Version 3 added the pageshare filesystem (a VM
+ * per regular file, discard with fallocate(FALLOC_FL_PUNCH_HOLE)), and a
+ * PAGESHARE_OPEN_VM descriptor is now a file of its own rather than the
+ * owner's.
  */
 #define PAGESHARE_GET_API_VERSION	_IO(PAGESHARE_IOCTL_TYPE, 0x00)
 
@@ -175,10 +181,12 @@ struct pageshare_open_vm {
  * PAGESHARE_OPEN_VM - Get a descriptor of any VM, by its id.
  *
  * For a privileged deduplication agent (CAP_SYS_ADMIN), which may be issued
- * on any /dev/pageshare descriptor. The new descriptor refers to the VM
- * exactly as its owner's does (close-on-exec set) and holds a counted
- * reference to its file: it keeps the VM alive until closed, so an agent
- * closes the descriptors of VMs whose VMM exited.
+ * on any VM descriptor (of /dev/pageshare, say). The new descriptor is a
+ * read-write file of the VM itself (close-on-exec set), however the VM was
+ * made (a file on a pageshare mount, linked or not, or the device): it
+ * takes every ioctl, mmap() and fallocate(), and it keeps the VM alive
+ * until closed, so an agent closes the descriptors of VMs whose VMM
+ * exited.
  *
  * Return: a new file descriptor, or -1 with errno set to (in the order
  * checked):
@@ -188,13 +196,15 @@ struct pageshare_open_vm {
  * * ``EINVAL`` - @flags, @pad or @reserved is not zero.
  * * ``EMFILE`` - the caller has no free descriptor.
  * * ``ESRCH``  - no VM has this id (it never existed, it is gone, or its
- *   file is being released).
+ *   last holder is letting go of it).
+ * * ``ENOMEM`` - no memory for the file.
  */
 #define PAGESHARE_OPEN_VM	_IOW(PAGESHARE_IOCTL_TYPE, 0x05, struct pageshare_open_vm)
 
 /*
- * Sharing. A VM is named by a file descriptor of /dev/pageshare that the
- * caller holds; the ioctls may be issued on any such descriptor. Every
+ * Sharing. A VM is named by a descriptor of it that the caller holds (a
+ * file of a pageshare mount, /dev/pageshare, or from PAGESHARE_OPEN_VM);
+ * the ioctls may be issued on any such descriptor. Every
  * operation has a single form, which returns 0 or -1 with errno, and a
  * batch form (struct pageshare_batch), which stores a result per entry.
  *
@@ -220,7 +230,7 @@ struct pageshare_open_vm {
  * Documentation/virt/pageshare/api.rst gives each operation's order of
  * checks:
  *
- * * ``EBADF``     - a VM descriptor is not an open /dev/pageshare file.
+ * * ``EBADF``     - a VM descriptor is not an open descriptor of a VM.
  * * ``ENXIO``     - a gfn is not below its VM's size.
  * * ``ENODATA``   - nominate: the gfn has no page yet.
  * * ``EACCES``    - share, add_to_physmap: a VM's policy forbids it: two

@@ -4,14 +4,18 @@
  * Files made the ways QEMU and libvirt make them, their size, their
  * lifetime, discard with fallocate(PUNCH_HOLE) and madvise(MADV_REMOVE)
  * (what virtio-balloon and virtio-mem end up calling), and the mount
- * options.
+ * options, and that a NUMA binding of a mapping holds.
  */
 
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
@@ -388,6 +392,172 @@ TEST_F(mnt, punch_hole_bad_input)
 	close(fd);
 }
 
+/*
+ * Someone who may only read a VM file (QEMU makes named files 0644) may
+ * not change the VM, nor learn its share group: every operation but a
+ * query needs each VM it names open for writing (EBADF otherwise).
+ */
+TEST_F(mnt, read_only_descriptor_changes_nothing)
+{
+	struct pageshare_policy p = { 0 };
+	struct pageshare_vm_info info;
+	uint64_t h, hw, group;
+	unsigned char *m, *a;
+	int fd, ro, w;
+
+	fd = mkfile(self->dir, self->path, "victim", MIB);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ps_set_policy(fd, 0, PAGESHARE_POLICY_NEW_GROUP, &group));
+	m = ps_map(fd, MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	memset(m + 3 * PS_PAGE, 0x5a, PS_PAGE);
+	ro = open(self->path, O_RDONLY);
+	ASSERT_LE(0, ro);
+	w = mkfile(self->dir, self->path, "attacker", MIB);
+	ASSERT_LE(0, w);
+
+	EXPECT_EQ(0, ps_info(ro, &info));
+	EXPECT_EQ(1, sharers(ro, 3));
+	EXPECT_EQ(-1, ioctl(ro, PAGESHARE_GET_POLICY, &p));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, ps_set_policy(ro, 0, PAGESHARE_POLICY_NEW_GROUP, NULL));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, ps_set_size(ro, 2 * MIB));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, ps_nominate(ro, 3, &h, NULL));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, ps_unshare(ro, 3));
+	EXPECT_EQ(EBADF, errno);
+	/* Named as the client, or as the source, of a share from elsewhere. */
+	ASSERT_EQ(0, ps_set_policy(w, group, 0, NULL));
+	a = ps_map(w, MIB, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	memset(a + 9 * PS_PAGE, 0xee, PS_PAGE);
+	munmap(a, MIB);
+	ASSERT_EQ(0, ps_nominate(w, 9, &hw, NULL));
+	ASSERT_EQ(0, ps_nominate(fd, 3, &h, NULL));
+	EXPECT_EQ(-1, ps_share(w, 9, hw, ro, 3, h, 0));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, ps_share(ro, 3, h, w, 9, hw, 0));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, ps_add_to_physmap(ro, 3, h, w, 20));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(1, sharers(fd, 3));
+	EXPECT_TRUE(all_bytes(m + 3 * PS_PAGE, 0x5a, PS_PAGE));
+	EXPECT_EQ(-1, fallocate(ro, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, MIB));
+	EXPECT_EQ(EBADF, errno);
+	munmap(m, MIB);
+	close(ro);
+	close(w);
+	close(fd);
+}
+
+/*
+ * A PAGESHARE_OPEN_VM descriptor is a regular file of the VM: ftruncate()
+ * resizes the VM (not while mapped), fstat() reports it, fallocate()
+ * punches.
+ */
+TEST_F(mnt, open_vm_descriptor_is_the_vms_file)
+{
+	struct pageshare_open_vm o = { 0 };
+	struct pageshare_vm_info info;
+	unsigned char *m;
+	struct stat st;
+	int fd, vfd;
+
+	fd = mkfile(self->dir, self->path, "vm", MIB);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ps_info(fd, &info));
+	o.id = info.id;
+	vfd = ioctl(fd, PAGESHARE_OPEN_VM, &o);
+	ASSERT_LE(0, vfd);
+	ASSERT_EQ(0, fstat(vfd, &st));
+	EXPECT_TRUE(S_ISREG(st.st_mode));
+	EXPECT_EQ(MIB, st.st_size);
+	EXPECT_EQ(0, ftruncate(vfd, 2 * MIB));
+	ASSERT_EQ(0, ps_info(fd, &info));
+	EXPECT_EQ(2 * MIB, info.size);
+	m = ps_map(vfd, 2 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	memset(m, 7, 2 * MIB);
+	EXPECT_EQ(-1, ftruncate(vfd, MIB));
+	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(0, fallocate(vfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, MIB));
+	EXPECT_EQ(256, private_pages(fd));
+	EXPECT_TRUE(all_bytes(m + MIB, 7, MIB));
+	munmap(m, 2 * MIB);
+	close(vfd);
+	close(fd);
+}
+
+/*
+ * A long punch (a balloon giving back a lot at once) must not hold up the
+ * VMM's mmap(), munmap() and fork(), which take the mmap_lock for writing:
+ * every fault of the VMM, its vCPUs' included, would wait behind them.
+ */
+struct mapper {
+	int fd;
+	atomic_int stop;
+	double max_us;
+	long rounds;
+};
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void *map_loop(void *arg)
+{
+	struct mapper *mp = arg;
+	double t0, t;
+	void *p;
+
+	while (!atomic_load(&mp->stop)) {
+		t0 = now_us();
+		p = mmap(NULL, PS_PAGE, PROT_READ, MAP_SHARED, mp->fd, 0);
+		if (p != MAP_FAILED)
+			munmap(p, PS_PAGE);
+		t = now_us() - t0;
+		if (t > mp->max_us)
+			mp->max_us = t;
+		mp->rounds++;
+	}
+	return NULL;
+}
+
+TEST_F(mnt, punch_does_not_hold_up_mmap)
+{
+	struct mapper mp = { 0 };
+	size_t size = 64 * MIB, i;
+	double t0, t_punch;
+	unsigned char *m;
+	pthread_t t;
+
+	mp.fd = mkfile(self->dir, self->path, "big", size);
+	ASSERT_LE(0, mp.fd);
+	m = ps_map(mp.fd, size, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	for (i = 0; i < size; i += PS_PAGE)
+		m[i] = 1;
+	ASSERT_EQ(0, pthread_create(&t, NULL, map_loop, &mp));
+	usleep(100000);
+	t0 = now_us();
+	ASSERT_EQ(0, fallocate(mp.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, size));
+	t_punch = now_us() - t0;
+	atomic_store(&mp.stop, 1);
+	pthread_join(t, NULL);
+	TH_LOG("punch of %zu MiB: %.0f us; %ld mmap()+munmap() meanwhile, the longest %.0f us",
+	       size / MIB, t_punch, mp.rounds, mp.max_us);
+	EXPECT_EQ(0, private_pages(mp.fd));
+	EXPECT_LT(mp.max_us, t_punch / 4);
+	munmap(m, size);
+	close(mp.fd);
+}
+
 /* The device cannot discard: the VFS refuses fallocate() on it. */
 TEST(device_has_no_discard)
 {
@@ -446,10 +616,63 @@ TEST(mount_options)
 	ASSERT_EQ(0, statfs(dir, &sfs));
 	EXPECT_EQ(2048, sfs.f_bfree);
 
+	/* A remount changes the options given, not below what is in use. */
+	ASSERT_EQ(0, mount("none", dir, "pageshare", MS_REMOUNT, "size=16M"));
+	ASSERT_EQ(0, statfs(dir, &sfs));
+	EXPECT_EQ(4096, sfs.f_blocks);
+	snprintf(path, sizeof(path), "%s/a", dir);
+	fd = open(path, O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, 12 * MIB));
+	EXPECT_EQ(-1, mount("none", dir, "pageshare", MS_REMOUNT, "size=8M"));
+	EXPECT_EQ(EINVAL, errno);
+	ASSERT_EQ(0, statfs(dir, &sfs));
+	EXPECT_EQ(4096, sfs.f_blocks);
+	EXPECT_EQ(0, ftruncate(fd, 0));
+	close(fd);
+	ASSERT_EQ(0, stat(dir, &st));
+	EXPECT_EQ(01770, st.st_mode & 07777);
+
 	EXPECT_EQ(-1, mount("none", dir, "pageshare", 0, "size=lots"));
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_EQ(-1, mount("none", dir, "pageshare", 0, "colour=blue"));
 	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, umount(dir));
+	rmdir(dir);
+}
+
+/* nr_inodes= bounds files and directories, the root included. */
+TEST(nr_inodes_limit)
+{
+	char dir[] = "/tmp/pageshare-ni.XXXXXX", path[96];
+	struct statfs sfs;
+	int fd, i;
+
+	REQUIRE_DEVICE();
+	ASSERT_NE(NULL, mkdtemp(dir));
+	ASSERT_EQ(0, mount("none", dir, "pageshare", 0, "nr_inodes=4"));
+	snprintf(path, sizeof(path), "%s/d", dir);
+	ASSERT_EQ(0, mkdir(path, 0700));
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", dir, i);
+		fd = open(path, O_RDWR | O_CREAT, 0600);
+		ASSERT_LE(0, fd);
+		close(fd);
+	}
+	ASSERT_EQ(0, statfs(dir, &sfs));
+	EXPECT_EQ(4, sfs.f_files);
+	EXPECT_EQ(0, sfs.f_ffree);
+	snprintf(path, sizeof(path), "%s/f2", dir);
+	EXPECT_EQ(-1, open(path, O_RDWR | O_CREAT, 0600));
+	EXPECT_EQ(ENOSPC, errno);
+	EXPECT_EQ(-1, open(dir, O_TMPFILE | O_RDWR, 0600));
+	EXPECT_EQ(ENOSPC, errno);
+	snprintf(path, sizeof(path), "%s/f0", dir);
+	EXPECT_EQ(0, unlink(path));
+	snprintf(path, sizeof(path), "%s/f2", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	EXPECT_LE(0, fd);
+	close(fd);
 	EXPECT_EQ(0, umount(dir));
 	rmdir(dir);
 }
@@ -490,6 +713,83 @@ TEST(umount_frees_vms)
 	EXPECT_EQ(vms, global_vms());
 	close(agent);
 	rmdir(dir);
+}
+
+/*
+ * NUMA: a mapping bound with mbind(MPOL_BIND) gets its pages from the bound
+ * node, the way QEMU's host-nodes=...,policy=bind binds guest RAM; a
+ * copy-on-write copy too. The test VM has two nodes (vmtest).
+ */
+#define MPOL_BIND_	2
+
+static long mbind_node(void *addr, size_t len, int node)
+{
+	unsigned long mask = 1UL << node;
+
+	return syscall(__NR_mbind, addr, len, MPOL_BIND_, &mask, 8 * sizeof(mask), 0);
+}
+
+/* The node of each page, or -errno: move_pages() without a target. */
+static void nodes_of(unsigned char *p, size_t n, int *status)
+{
+	void *pages[512];
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		pages[i] = p + i * PS_PAGE;
+	if (syscall(__NR_move_pages, 0, n, pages, NULL, status, 0))
+		for (i = 0; i < n; i++)
+			status[i] = -errno;
+}
+
+TEST_F(mnt, numa_binding_holds)
+{
+	int status[512], f0, f1, i, on0 = 0, on1 = 0;
+	unsigned char *m0, *m1;
+	uint64_t h0, h1, group;
+
+	if (access("/sys/devices/system/node/node1", F_OK))
+		SKIP(return, "one NUMA node");
+	f0 = mkfile(self->dir, self->path, "a", 2 * MIB);
+	f1 = mkfile(self->dir, self->path, "b", 2 * MIB);
+	ASSERT_LE(0, f0);
+	ASSERT_LE(0, f1);
+	m0 = ps_map(f0, 2 * MIB, 0);
+	m1 = ps_map(f1, 2 * MIB, 0);
+	ASSERT_NE(MAP_FAILED, m0);
+	ASSERT_NE(MAP_FAILED, m1);
+	ASSERT_EQ(0, mbind_node(m0, 2 * MIB, 1)) TH_LOG("mbind: %s", strerror(errno));
+	ASSERT_EQ(0, mbind_node(m1, 2 * MIB, 0));
+	for (i = 0; i < 512; i++) {
+		m0[i * PS_PAGE] = 0x33;
+		m1[i * PS_PAGE] = 0x33;
+	}
+	nodes_of(m0, 512, status);
+	for (i = 0; i < 512; i++)
+		on1 += status[i] == 1;
+	EXPECT_EQ(512, on1) TH_LOG("page 0 is on node %d", status[0]);
+	nodes_of(m1, 512, status);
+	for (i = 0; i < 512; i++)
+		on0 += status[i] == 0;
+	EXPECT_EQ(512, on0) TH_LOG("page 0 is on node %d", status[0]);
+
+	/* b's page (node 0) backs a's gfn 7; a's write copies it to node 1. */
+	ASSERT_EQ(0, ps_set_policy(f0, 0, PAGESHARE_POLICY_NEW_GROUP, &group));
+	ASSERT_EQ(0, ps_set_policy(f1, group, 0, NULL));
+	ASSERT_EQ(0, ps_nominate(f1, 7, &h1, NULL));
+	ASSERT_EQ(0, ps_nominate(f0, 7, &h0, NULL));
+	ASSERT_EQ(0, ps_share(f1, 7, h1, f0, 7, h0, PAGESHARE_SHARE_COMPARE));
+	EXPECT_EQ(0x33, m0[7 * PS_PAGE]);
+	nodes_of(m0 + 7 * PS_PAGE, 1, status);
+	EXPECT_EQ(0, status[0]);
+	m0[7 * PS_PAGE] = 0x44;
+	nodes_of(m0 + 7 * PS_PAGE, 1, status);
+	EXPECT_EQ(1, status[0]);
+	EXPECT_EQ(0x33, m1[7 * PS_PAGE]);
+	munmap(m0, 2 * MIB);
+	munmap(m1, 2 * MIB);
+	close(f0);
+	close(f1);
 }
 
 TEST_HARNESS_MAIN

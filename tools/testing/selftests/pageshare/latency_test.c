@@ -343,11 +343,12 @@ TEST_F_TIMEOUT(lat, share_merge_yields_its_cpu, 600)
 	/* Too short a share proves nothing either way. */
 	ASSERT_LT(100000, t_share);
 	/*
-	 * Seen: before the fix 8.0 s of a 16.0 s share; with it 3.1 s of
-	 * 22.4 s and 5.1 s of 27.2 s, each time at the very start of the
-	 * share, before the loop (not explained yet).
+	 * Seen: before the fix 8.0 s of a 16.0 s share. With cond_resched()
+	 * in the merge loop only, 3.1 s of 22.4 s and 5.1 s of 27.2 s, at the
+	 * very start: the walk of the client frame's 262,145 sharers for the
+	 * no-intra-VM policy check, which now yields too.
 	 */
-	EXPECT_LT(sp.max_gap_us, t_share / 3);
+	EXPECT_LT(sp.max_gap_us, t_share / 10);
 	EXPECT_EQ(0, ps_audit(fa));
 	close(fa);
 	close(fb);

@@ -2,11 +2,12 @@
 /*
  * Model-checked stress: a seeded, reproducible random sequence of
  * operations on three VMs (nominate, share, add_to_physmap, unshare,
- * query, writes and reads through the VMM's mapping, writes and reads by
- * KVM guests, VM teardown and re-creation, pages held in pipes across all
- * of these by vmsplice()), each checked against a
- * userspace model of what every gfn holds, which handles are valid and
- * every counter, and followed by the kernel's audit.
+ * query, discard by punching holes, writes and reads, of holes too,
+ * through the VMM's mapping, writes and reads by KVM guests, VM teardown
+ * and re-creation, pages held in pipes across all of these by
+ * vmsplice()), each checked against a userspace model of what every gfn
+ * holds, which handles are valid and every counter, and followed by the
+ * kernel's audit.
  *
  *   stress_test [-s SEED] [-n OPS]     (also $STRESS_SEED, $STRESS_OPS)
  *
@@ -63,6 +64,7 @@ static int nholds;
 
 struct mvm {
 	struct ps_guest g;
+	int pfd;		/* from PAGESHARE_OPEN_VM: a file, for fallocate() */
 	bool kvm;
 	int frame[NGFN];	/* -1: hole */
 	long cow_breaks;
@@ -315,6 +317,19 @@ static void vm_create(struct mvm *m)
 	m->frame[1] = new_frame((struct content){ .kind = C_CODE });
 	m->cow_breaks = 0;
 
+	/* The device cannot punch holes; the same VM opened by id can. */
+	{
+		struct pageshare_open_vm o = { 0 };
+		struct pageshare_vm_info info;
+
+		if (ps_info(m->g.fd, &info))
+			fail("GET_INFO: %s", strerror(errno));
+		o.id = info.id;
+		m->pfd = ioctl(m->g.fd, PAGESHARE_OPEN_VM, &o);
+		if (m->pfd < 0)
+			fail("OPEN_VM: %s", strerror(errno));
+	}
+
 	/*
 	 * ps_open() put the VM in the test's share group. Some VMs leave it,
 	 * some refuse sharing inside themselves.
@@ -333,6 +348,7 @@ static void vm_destroy(struct mvm *m)
 {
 	int g;
 
+	close(m->pfd);
 	ps_guest_destroy(&m->g);
 	for (g = 0; g < NGFN; g++)
 		if (m->frame[g] >= 0)
@@ -512,6 +528,29 @@ static void op_unshare(void)
 	expect(ps_unshare(m->g.fd, gfn), 0, op);
 	if (f >= 0 && frames[f].handle)
 		model_write(m, gfn, frames[f].c);
+}
+
+/*
+ * Discard one to three gfns, as a balloon does: each becomes a hole, its
+ * private page goes (unless a pipe holds it) or it leaves its frame. Not
+ * a copy-on-write break.
+ */
+static void op_punch(void)
+{
+	struct mvm *m = &vms[rn(NVM)];
+	int gfn = pick_gfn(), n = 1 + rn(3), g;
+
+	if (gfn + n > NGFN)
+		n = NGFN - gfn;
+	snprintf(op, sizeof(op), "punch vm %ld gfns %d..%d", m - vms, gfn, gfn + n - 1);
+	expect(fallocate(m->pfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			 gfn * PS_PAGE, n * PS_PAGE), 0, op);
+	for (g = gfn; g < gfn + n; g++) {
+		if (m->frame[g] >= 0)
+			drop_sharer(m->frame[g]);
+		m->frame[g] = -1;
+		check_query(m, g);
+	}
 }
 
 static void op_host_write(void)
@@ -732,8 +771,10 @@ int main(int argc, char **argv)
 			op_host_write();
 		else if (r < 870)
 			op_host_read();
-		else if (r < 950)
+		else if (r < 925)
 			op_query();
+		else if (r < 950)
+			op_punch();
 		else if (r < 990 && have_kvm)
 			op_guest(r < 970);
 		else if (r >= 997)
