@@ -10,6 +10,10 @@
  *            pattern, and the buffer's checksum
  *   write    rewrite every page with the next version of the pattern, then
  *            as "sum"
+ *   touch N  write N MiB of fresh memory once (at most all free memory
+ *            but 16 MiB) and free it again, so that the guest's free
+ *            memory is memory the host gave it (which a balloon can then
+ *            give back), then as "sum"
  *
  * At boot it prints "READY <MiB> <version> <sum>" once the buffer is full.
  * It never exits: it is the guest's init.
@@ -20,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #define PAGE	4096UL
@@ -68,6 +73,27 @@ static uint64_t check(unsigned int v, size_t *bad)
 	return sum;
 }
 
+static void touch(size_t mib)
+{
+	size_t len = mib << 20, avail, i;
+	struct sysinfo si;
+	unsigned char *p;
+
+	if (sysinfo(&si))
+		return;
+	avail = (size_t)si.freeram * si.mem_unit;
+	if (avail <= 16UL << 20)
+		return;
+	if (len > avail - (16UL << 20))
+		len = avail - (16UL << 20);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	for (i = 0; i < len; i += PAGE)
+		p[i] = 1;
+	munmap(p, len);
+}
+
 static void report(const char *what)
 {
 	size_t bad;
@@ -102,6 +128,9 @@ int main(int argc, char **argv)
 			fill(++version);
 			report("CHECK");
 		} else if (!strncmp(line, "sum", 3)) {
+			report("CHECK");
+		} else if (!strncmp(line, "touch ", 6)) {
+			touch(strtoul(line + 6, NULL, 0));
 			report("CHECK");
 		}
 	}

@@ -1,17 +1,29 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# Two unmodified QEMU guests on /dev/pageshare, deduplicated by the agent.
+# Two unmodified QEMU guests on the pageshare filesystem, deduplicated by
+# the agent, and a balloon that gives memory back.
 #
-# Debian's qemu-system-x86_64 starts two KVM guests with
-#   -object memory-backend-file,mem-path=/dev/pageshare,share=on
-# both booting the same small Linux guest, whose init (guestmem) fills a
-# buffer with a pattern both guests share and answers "sum" and "write" on
-# its console. Once both are up, `pageshare group` puts the two VMs in one
-# share group and `pageshare dedup --verify` deduplicates them. The guests
-# must read exactly what they wrote before and after, and again after they
-# rewrite everything (copy-on-write through KVM); the saved memory must
-# pass a threshold and the audit must stay clean.
+# A pageshare filesystem is mounted on PSDIR, and Debian's qemu-system-x86_64
+# starts two KVM guests on it, the two ways QEMU is given a file:
+#   guest 1: -object memory-backend-file,mem-path=PSDIR,share=on
+#            (a directory: QEMU creates a file there and unlinks it);
+#   guest 2: the -object that libvirt generates for <memoryBacking>
+#            <source type='file'/><access mode='shared'/> with
+#            memory_backing_dir = PSDIR/libvirt: mem-path=<dir>/<domain>/pc.ram,
+#            in a per-domain directory that libvirt makes and QEMU's file
+#            that does not exist yet.
+# Both boot the same small Linux guest, whose init (guestmem) fills a
+# buffer with a pattern both guests share and answers "sum", "write" and
+# "touch" on its console. Once both are up, `pageshare group` puts the two
+# VMs in one share group and `pageshare dedup --verify` deduplicates them.
+# The guests must read exactly what they wrote before and after, and again
+# after they rewrite everything (copy-on-write through KVM); the saved
+# memory must pass a threshold and the audit must stay clean. Then guest 1
+# fills its free memory once and its virtio-balloon inflates by BALLOON_MIB
+# (through QEMU's monitor): QEMU punches the pages out of the file, the
+# VM's memory must drop by at least three quarters of that, and the guest
+# must still read its buffer.
 #
 #   qemu_test.sh           TAP (ONLY=qemu_test.sh make check)
 #   qemu_test.sh --demo    the same story in a few lines a person reads
@@ -27,9 +39,9 @@
 # KSM merges them, measured the same way, for comparison.
 #
 # Environment: QEMU, GUEST_KERNEL, GUEST_INITRD, GUEST_MIB (RAM, 96),
-# BUFFER_MIB (the pattern, 24), MIN_SAVED_MIB (20), TIMEOUT (seconds per
-# step, 300), BOOT_TIMEOUT (seconds per boot, 120), KSM_SECONDS (at most,
-# for --demo's KSM run, 90).
+# BUFFER_MIB (the pattern, 24), MIN_SAVED_MIB (20), BALLOON_MIB (32), PSDIR
+# (/run/pageshare), TIMEOUT (seconds per step, 300), BOOT_TIMEOUT (seconds
+# per boot, 120), KSM_SECONDS (at most, for --demo's KSM run, 90).
 
 QEMU=${QEMU:-qemu-system-x86_64}
 GUEST_KERNEL=${GUEST_KERNEL:-/boot/bzImage}
@@ -40,6 +52,8 @@ MIN_SAVED_MIB=${MIN_SAVED_MIB:-20}
 TIMEOUT=${TIMEOUT:-300}
 KSM_SECONDS=${KSM_SECONDS:-90}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
+BALLOON_MIB=${BALLOON_MIB:-32}
+PSDIR=${PSDIR:-/run/pageshare}
 W=/tmp/qemu_test
 KSM=/sys/kernel/mm/ksm
 demo=
@@ -55,7 +69,12 @@ say() { [ -n "$demo" ] && echo "$*"; }
 
 # note TEXT: a TAP diagnostic with the seconds since the start, so that a
 # run that times out still shows how far it got.
-note() { [ -z "$demo" ] && echo "# [$(($(date +%s) - t0)) s] $*"; }
+note() {
+	[ -z "$demo" ] && echo "# [$(($(date +%s) - t0)) s] $*"
+	# Also in the kernel log, which a run that times out still shows.
+	echo "qemu_test: [$(($(date +%s) - t0)) s] $*" > /dev/kmsg 2>/dev/null
+	return 0
+}
 
 ok() {
 	n=$((n + 1))
@@ -86,6 +105,8 @@ cleanup() {
 	# shellcheck disable=SC2086
 	[ -n "$pids" ] && stop $pids
 	pids=
+	# What libvirt removes when the domain stops.
+	rm -f "$PSDIR"/libvirt/2-guest2/pc.ram 2>/dev/null
 }
 
 bail() {
@@ -125,23 +146,29 @@ start() {
 	g=$1
 	shift
 	for try in 1 2 3; do
-		rm -f $W/g$g.in $W/g$g.out $W/g$g.log
-		# QEMU's pipe chardev: it reads g.in and writes g.out.
-		mkfifo $W/g$g.in $W/g$g.out
+		rm -f $W/g$g.in $W/g$g.out $W/g$g.log $W/m$g.in $W/m$g.out
+		# QEMU's pipe chardevs: it reads g.in and writes g.out (the
+		# console), and the same for its monitor, m.in and m.out.
+		mkfifo $W/g$g.in $W/g$g.out $W/m$g.in $W/m$g.out
 		cat $W/g$g.out > $W/g$g.log < /dev/null &
 		cat_pid=$!
+		cat $W/m$g.out > $W/m$g.log < /dev/null &
+		mcat_pid=$!
 		"$QEMU" -machine q35 -accel kvm -cpu host -smp 1 -m ${GUEST_MIB}M "$@" \
 			-nodefaults -display none -no-reboot \
 			-kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
 			-append "console=ttyS0 quiet panic=-1 no-kvmclock rdinit=/init $BUFFER_MIB" \
+			-device virtio-balloon-pci,id=balloon0 \
+			-chardev pipe,id=mon,path=$W/m$g -mon chardev=mon,mode=readline \
 			-serial pipe:$W/g$g < /dev/null > $W/qemu$g.log 2>&1 &
 		qemu_pid=$!
 		if wait_for $g '^READY' "$BOOT_TIMEOUT"; then
-			pids="$pids $cat_pid $qemu_pid"
+			pids="$pids $cat_pid $mcat_pid $qemu_pid"
+			eval "qemu_pid$g=$qemu_pid"
 			note "guest $g is up"
 			return
 		fi
-		stop $qemu_pid $cat_pid
+		stop $qemu_pid $cat_pid $mcat_pid
 		echo "# guest $g: boot $try did not come up in $BOOT_TIMEOUT s (QEMU: $(tail -1 $W/qemu$g.log))"
 		retries=$((retries + 1))
 	done
@@ -168,6 +195,14 @@ ask() {
 }
 
 counter() { cat /sys/kernel/pageshare/"$1"; }
+vm_counter() { cat /sys/kernel/pageshare/vm/"$1"/"$2"; }
+# The gfns that host memory backs in VM $1: its own pages and its places on
+# shared frames.
+backed() { echo $(($(vm_counter "$1" private_pages) + $(vm_counter "$1" shared_gfns))); }
+# vm_of PID: the VM whose memory the QEMU with that pid created.
+vm_of() { grep -lx "$1" /sys/kernel/pageshare/vm/*/pid 2>/dev/null | head -1 | awk -F/ '{ print $(NF - 1) }'; }
+# hmp GUEST COMMAND: one line to the guest's QEMU monitor.
+hmp() { timeout 10 sh -c "echo '$2' > $W/m$1.in"; }
 mib() { echo $(($1 * 4 / 1024)); }
 
 # CPU seconds (in hundredths) that this shell's finished children used,
@@ -178,28 +213,36 @@ task_cpu() { awk '{ print $14 + $15 }' /proc/"$1"/stat; }
 hundredths() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
 
 [ -c /dev/pageshare ] || skip_all "/dev/pageshare is missing: load pageshare.ko"
+grep -qw pageshare /proc/filesystems || skip_all "no pageshare filesystem"
 [ -c /dev/kvm ] || skip_all "no /dev/kvm"
 command -v "$QEMU" > /dev/null || skip_all "no $QEMU"
 command -v pageshare > /dev/null || skip_all "no pageshare agent"
 [ -f "$GUEST_KERNEL" ] && [ -f "$GUEST_INITRD" ] || skip_all "no guest kernel or initrd"
 
-[ -z "$demo" ] && { echo "TAP version 13"; echo "1..8"; }
+[ -z "$demo" ] && { echo "TAP version 13"; echo "1..9"; }
 rm -rf $W
-mkdir -p $W
+mkdir -p $W "$PSDIR"
 trap cleanup EXIT
+grep -q " $PSDIR pageshare " /proc/mounts || mount -t pageshare -o mode=0755 none "$PSDIR" ||
+	bail "mount -t pageshare none $PSDIR failed"
 
-PSMEM="-object memory-backend-file,id=ram0,mem-path=/dev/pageshare,size=${GUEST_MIB}M,share=on -machine memory-backend=ram0"
-say "Starting two guests with Debian's QEMU, one after the other (under emulation,"
-say "each boot takes 15 to 30 s)..."
+# libvirt: memory_backing_dir/<domain>/<alias>; it makes the directory.
+mkdir -p -m 0700 "$PSDIR"/libvirt/2-guest2
+PSMEM1="-object memory-backend-file,id=ram0,mem-path=$PSDIR,size=${GUEST_MIB}M,share=on -machine memory-backend=ram0"
+PSMEM2="-machine memory-backend=pc.ram -object {\"qom-type\":\"memory-backend-file\",\"id\":\"pc.ram\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/pc.ram\",\"share\":true,\"x-use-canonical-path-for-ramblock-id\":false,\"size\":$((GUEST_MIB * 1048576))}"
+say "Mounted the pageshare filesystem on $PSDIR; starting two guests on it with"
+say "Debian's QEMU, one after the other (under emulation, each boot takes 15 to 30 s)..."
 boot0=$(date +%s)
 # shellcheck disable=SC2086
-start 1 $PSMEM
+start 1 $PSMEM1
 # shellcheck disable=SC2086
-start 2 $PSMEM
+start 2 $PSMEM2
 booted=$(($(date +%s) - boot0))
 say "1. Two guests started by Debian's unmodified QEMU, each with ${GUEST_MIB} MiB of RAM from"
-say "   -object memory-backend-file,mem-path=/dev/pageshare,share=on (${booted} s); both"
-say "   boot the same Linux kernel, whose init fills a ${BUFFER_MIB} MiB buffer with a known pattern."
+say "   the pageshare filesystem (${booted} s): guest 1 with mem-path=$PSDIR (QEMU makes"
+say "   and unlinks a file there), guest 2 with the -object libvirt makes for its"
+say "   memory_backing_dir ($PSDIR/libvirt/2-guest2/pc.ram). Both boot the same Linux"
+say "   kernel, whose init fills a ${BUFFER_MIB} MiB buffer with a known pattern."
 
 sum1=$(last_check 1)
 sum2=$(last_check 2)
@@ -242,12 +285,14 @@ say "   ($(hundredths $ps_cpu) s of CPU, the agent and the kernel's hashing and 
 say "4. After: $(mib $used1) MiB of host memory ($used1 pages): $(mib $((used0 - used1))) MiB saved, $(((used0 - used1) * 100 / used0))% of what they used."
 
 ask 1 sum && ask 2 sum
+note "both guests summed"
 a1=$(last_check 1)
 a2=$(last_check 2)
 [ "$a1" = "$sum1" ] && [ "$a2" = "$sum2" ]
 ok $? "both guests read exactly what they wrote, after the dedup: $a1"
 
 ask 1 write && ask 2 write
+note "both guests rewrote their buffers"
 w1=$(last_check 1)
 w2=$(last_check 2)
 cow=$(cat /sys/kernel/pageshare/vm/"$1"/cow_breaks /sys/kernel/pageshare/vm/"$2"/cow_breaks 2>/dev/null |
@@ -260,16 +305,42 @@ ok $? "both guests rewrote their buffers and read them back ($cow copy-on-write 
 say "5. Both guests read their buffers back unchanged ($a1), then rewrote them:"
 say "   $cow copy-on-write breaks, and each reads its own new bytes ($w1)."
 
+# The balloon: guest 1's free memory is backed first, then given back.
+vm1=$(vm_of "$qemu_pid1")
+note "guest 1 is VM $vm1; it touches $((BALLOON_MIB + 16)) MiB"
+ask 1 "touch $((BALLOON_MIB + 16))"
+b0=$(backed "$vm1")
+note "VM $vm1 has $(mib "$b0") MiB; the balloon inflates"
+host0=$(($(counter private_pages) + $(counter shared_frames)))
+hmp 1 "balloon $((GUEST_MIB - BALLOON_MIB))"
+want=$((BALLOON_MIB * 256 * 3 / 4))
+t=0
+while [ $((b0 - $(backed "$vm1"))) -lt $want ] && [ $t -lt "$TIMEOUT" ]; do
+	sleep 1
+	t=$((t + 1))
+done
+b1=$(backed "$vm1")
+note "VM $vm1 has $(mib "$b1") MiB after ${t} s"
+host1=$(($(counter private_pages) + $(counter shared_frames)))
+ask 1 sum
+c1=$(last_check 1)
+[ $((b0 - b1)) -ge $want ] && [ "$c1" = "$w1" ]
+ok $? "guest 1's balloon took ${BALLOON_MIB} MiB: its VM went from $(mib "$b0") to $(mib "$b1") MiB (host: $(mib $((host0 - host1))) MiB back, in ${t} s); it still reads $c1"
+say "6. Guest 1 touched its free memory, then its virtio-balloon inflated by ${BALLOON_MIB} MiB"
+say "   (QEMU's monitor: balloon $((GUEST_MIB - BALLOON_MIB))). QEMU punched the pages out of its file:"
+say "   the VM went from $(mib "$b0") to $(mib "$b1") MiB, the host got $(mib $((host0 - host1))) MiB back, and"
+say "   the guest still reads its buffer ($c1)."
+
 audit=$(timeout "$TIMEOUT" pageshare audit 2>&1)
 [ "$audit" = "audit: 0 problems" ]
 ok $? "pageshare audit: $audit"
-say "6. pageshare audit: ${audit#audit: }."
+say "7. pageshare audit: ${audit#audit: }."
 cleanup
 
 if [ -n "$demo" ]; then
 	say ""
 	say "KSM cannot merge this memory: it merges only private anonymous pages that"
-	say "madvise(MADV_MERGEABLE) marked, and /dev/pageshare memory is a shared file"
+	say "madvise(MADV_MERGEABLE) marked, and pageshare memory is a shared file"
 	say "mapping whose pages the module owns. So the same two guests boot again on"
 	say "anonymous RAM (no memory-backend; QEMU's default mem-merge=on marks it"
 	say "mergeable), and ksmd, at its default rate, scans them until it stops finding"
