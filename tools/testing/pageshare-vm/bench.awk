@@ -15,7 +15,8 @@
 
 BEGIN {
 	nexp = split("dedup_vs_ksm dedup_cpu_vs_ksm cow_vs_ksm fault_in_vs_anon " \
-		     "steady_vs_anon share_scaling heavy_frame bytes_per_frame " \
+		     "fault_in_vs_anon_thp fault_in_vs_shmem steady_vs_anon " \
+		     "discard_mib_per_s share_scaling heavy_frame bytes_per_frame " \
 		     "bytes_per_sharer parallel_2t", expected, " ")
 }
 

@@ -699,33 +699,69 @@ static int bench_guest_cow(void)
 
 /* ---- fault_in_vs_anon, steady_vs_anon ------------------------------------ */
 
+/*
+ * The baselines a user really runs: QEMU's default RAM is anonymous memory
+ * with THP (2 MiB pages where the mapping is aligned), and shmem is what
+ * memory-backend-memfd gives. 2 MiB aligned, so that THP can apply.
+ */
+enum { K_PS, K_ANON, K_THP, K_SHMEM, NKINDS };
+
+static unsigned char *baseline(int kind, size_t size, unsigned char **base,
+			       size_t *len)
+{
+	unsigned char *p;
+	int fd;
+
+	*len = size + 2 * MIB;
+	if (kind == K_SHMEM) {
+		fd = memfd_create("bench", MFD_CLOEXEC);
+		if (fd < 0 || ftruncate(fd, size))
+			return MAP_FAILED;
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd);
+		*base = p;
+		*len = size;
+		return p;
+	}
+	*base = mmap(NULL, *len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (*base == MAP_FAILED)
+		return MAP_FAILED;
+	p = (unsigned char *)(((uintptr_t)*base + 2 * MIB - 1) & ~(2 * MIB - 1));
+	madvise(p, size, kind == K_THP ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return p;
+}
+
 static int bench_guest_memory(void)
 {
-	size_t pages = full ? 64 * MIB / PAGE : 512, size = (pages + 1) * PAGE;
+	size_t pages = full ? 64 * MIB / PAGE : 512, size = (pages + 1) * PAGE, len;
 	struct result *rf = result("fault_in_vs_anon", "x", "lower", 1.1);
+	struct result *rt = result("fault_in_vs_anon_thp", "x", "lower", 1.1);
+	struct result *rm = result("fault_in_vs_shmem", "x", "lower", 1.1);
 	struct result *rs = result("steady_vs_anon", "x", "lower", 1.02);
 	int reps = full ? 5 : 1, passes = full ? 4 : 1, r, kind;
-	double fault[2][8], steady[2][8];
-	long exits[2][2], pfs[2][2], ex0, ex1, pf0, pf1;
+	double fault[NKINDS][8], steady[NKINDS][8];
+	long exits[NKINDS][2], pfs[NKINDS][2], ex0, ex1, pf0, pf1;
+	unsigned char *base;
 	uint64_t s;
 
 	/*
-	 * Alternate the two kinds so that drift on the host hits both alike.
+	 * Alternate the kinds so that drift on the host hits all alike.
 	 * Round -1 is a warm-up, not counted: under TCG the first run of any
 	 * code path in the test VM's kernel pays for its translation.
 	 */
 	for (r = -1; r < reps; r++) {
-		for (kind = 0; kind < 2; kind++) {
+		for (kind = 0; kind < NKINDS; kind++) {
 			double tf, ts;
 			unsigned char *mem;
 			struct guest g;
 			struct vm v;
 
-			if (kind == 0) {
+			if (kind == K_PS) {
 				CHECK(!vm_open(&v, size) && !vm_map(&v, false), "VM: %m");
 				mem = v.mem;
 			} else {
-				mem = anon(size);
+				mem = baseline(kind, size, &base, &len);
 				CHECK(mem != MAP_FAILED, "mmap: %m");
 			}
 			CHECK(!guest_create(&g, mem, size), "guest: %m");
@@ -751,14 +787,22 @@ static int bench_guest_memory(void)
 			CHECK(*(uint32_t *)(mem + (pages / 2 + 1) * PAGE) == 0x01020304u + r,
 			      "guest write not seen by the host");
 			guest_destroy(&g);
-			if (kind == 0)
+			if (kind == K_PS)
 				vm_close(&v);
 			else
-				munmap(mem, size);
+				munmap(base, len);
 		}
 	}
-	rf->value = median(fault[0], reps) / median(fault[1], reps);
-	rs->value = median(steady[0], reps) / median(steady[1], reps);
+	rf->value = median(fault[K_PS], reps) / median(fault[K_ANON], reps);
+	rt->value = median(fault[K_PS], reps) / median(fault[K_THP], reps);
+	rm->value = median(fault[K_PS], reps) / median(fault[K_SHMEM], reps);
+	rs->value = median(steady[K_PS], reps) / median(steady[K_ANON], reps);
+	detail(rt, "pageshare_s", median(fault[K_PS], reps));
+	detail(rt, "anon_thp_s", median(fault[K_THP], reps));
+	detail(rt, "anon_thp_kvm_pf_fixed", pfs[K_THP][0]);
+	detail(rm, "pageshare_s", median(fault[K_PS], reps));
+	detail(rm, "shmem_s", median(fault[K_SHMEM], reps));
+	detail(rm, "shmem_kvm_pf_fixed", pfs[K_SHMEM][0]);
 	detail(rf, "pages", pages);
 	detail(rf, "pageshare_s", median(fault[0], reps));
 	detail(rf, "anon_s", median(fault[1], reps));
@@ -775,6 +819,75 @@ static int bench_guest_memory(void)
 	detail(rs, "passes", passes);
 	detail(rs, "pageshare_s", median(steady[0], reps));
 	detail(rs, "anon_s", median(steady[1], reps));
+	return 0;
+}
+
+/* ---- discard_mib_per_s ----------------------------------------------------- */
+
+/*
+ * What a balloon's discard costs: every page of a region written, then
+ * the whole region punched out with fallocate(PUNCH_HOLE), on a pageshare
+ * VM (through a PAGESHARE_OPEN_VM file: the device cannot punch) and on
+ * shmem (memfd). The value is pageshare's MiB/s, the target shmem's,
+ * measured in the same run.
+ */
+static double punch_mib_per_s(int fd, unsigned char *mem, size_t size)
+{
+	double t0;
+	size_t i;
+
+	for (i = 0; i < size; i += PAGE)
+		mem[i] = 1;
+	t0 = now();
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, size))
+		return -1;
+	return size / MIB / (now() - t0);
+}
+
+static int bench_discard(void)
+{
+	size_t size = full ? 256 * MIB : 8 * MIB;
+	struct result *rd = result("discard_mib_per_s", "MiB/s", "higher", 0);
+	int reps = full ? 5 : 1, r, fd;
+	double ps[8], sh[8];
+	struct pageshare_open_vm o = { 0 };
+	struct pageshare_vm_info info;
+	unsigned char *mem;
+	struct vm v;
+
+	for (r = -1; r < reps; r++) {
+		CHECK(!vm_open(&v, size) && !vm_map(&v, false), "VM: %m");
+		CHECK(!ps_info(v.fd, &info), "GET_INFO: %m");
+		o.id = info.id;
+		fd = ioctl(v.fd, PAGESHARE_OPEN_VM, &o);
+		CHECK(fd >= 0, "OPEN_VM: %m");
+		if (r >= 0)
+			ps[r] = punch_mib_per_s(fd, v.mem, size);
+		CHECK(!ps_info(v.fd, &info) && !info.private_pages,
+		      "%llu pages left after the punch", (unsigned long long)info.private_pages);
+		close(fd);
+		vm_close(&v);
+
+		fd = memfd_create("bench", MFD_CLOEXEC);
+		CHECK(fd >= 0 && !ftruncate(fd, size), "memfd: %m");
+		mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		CHECK(mem != MAP_FAILED, "mmap: %m");
+		if (r >= 0)
+			sh[r] = punch_mib_per_s(fd, mem, size);
+		munmap(mem, size);
+		close(fd);
+		CHECK(r < 0 || (ps[r] > 0 && sh[r] > 0), "fallocate: %m");
+	}
+	/* median() sorts: the spread is the ends. */
+	rd->value = median(ps, reps);
+	rd->target = median(sh, reps);
+	detail(rd, "mib", size / MIB);
+	detail(rd, "runs", reps);
+	detail(rd, "pageshare_min", ps[0]);
+	detail(rd, "pageshare_max", ps[reps - 1]);
+	detail(rd, "shmem_mib_per_s", rd->target);
+	detail(rd, "shmem_min", sh[0]);
+	detail(rd, "shmem_max", sh[reps - 1]);
 	return 0;
 }
 
@@ -1087,6 +1200,7 @@ static const struct bench benches[] = {
 	{ "dedup_vs_ksm", bench_dedup, false },
 	{ "guest_cow", bench_guest_cow, true },
 	{ "fault_in_vs_anon", bench_guest_memory, true },
+	{ "discard_mib_per_s", bench_discard, false },
 	{ "share_scaling", bench_share_scaling, false },
 	{ "heavy_frame", bench_heavy_frame, false },
 	{ "parallel_2t", bench_parallel, false },
