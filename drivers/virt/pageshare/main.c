@@ -600,7 +600,6 @@ static int __init ps_init(void)
 	ret = ps_share_init();
 	if (ret)
 		return ret;
-	ps_vm_set_fops(&ps_vm_id_fops);
 	ret = ps_fs_init();
 	if (ret)
 		goto err_share;

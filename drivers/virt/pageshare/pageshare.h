@@ -235,7 +235,6 @@ extern const struct file_operations ps_vm_id_fops;
 extern const struct inode_operations ps_vm_iops;
 struct ps_vm *ps_vm_create(void);
 void ps_vm_publish(struct ps_vm *vm);
-void ps_vm_set_fops(const struct file_operations *fops);
 struct file *ps_vm_open_id(u32 id);
 int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len);
 void ps_vm_destroy(struct ps_vm *vm);

@@ -16,6 +16,7 @@
  * The lock order is written down in share.c, which owns it.
  */
 
+#include <linux/anon_inodes.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/highmem.h>
@@ -24,7 +25,6 @@
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
-#include <linux/anon_inodes.h>
 #include <linux/cred.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -238,17 +238,6 @@ void ps_vm_publish(struct ps_vm *vm)
 	smp_store_release(&vm->published, true);
 }
 
-static const struct file_operations *ps_vm_fops;
-
-/**
- * ps_vm_set_fops() - Set the file operations of PAGESHARE_OPEN_VM's files.
- * @fops: the operations (main.c's), or NULL.
- */
-void ps_vm_set_fops(const struct file_operations *fops)
-{
-	ps_vm_fops = fops;
-}
-
 /**
  * ps_vm_open_id() - Open the VM with id @id: PAGESHARE_OPEN_VM's file.
  * @id: the VM's id.
@@ -283,8 +272,8 @@ struct file *ps_vm_open_id(u32 id)
 	 * could go. A regular file whose mapping is the VM's, with the VM's
 	 * size and discard.
 	 */
-	file = anon_inode_create_getfile("[pageshare]", ps_vm_fops, inode->i_private,
-					 O_RDWR, NULL);
+	file = anon_inode_create_getfile("[pageshare]", &ps_vm_id_fops,
+					 inode->i_private, O_RDWR, NULL);
 	if (IS_ERR(file)) {
 		iput(inode);
 		return file;

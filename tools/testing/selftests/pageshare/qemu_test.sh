@@ -231,7 +231,7 @@ mkdir -p -m 0700 "$PSDIR"/libvirt/2-guest2
 PSMEM1="-object memory-backend-file,id=ram0,mem-path=$PSDIR,size=${GUEST_MIB}M,share=on -machine memory-backend=ram0"
 PSMEM2="-machine memory-backend=pc.ram -object {\"qom-type\":\"memory-backend-file\",\"id\":\"pc.ram\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/pc.ram\",\"share\":true,\"x-use-canonical-path-for-ramblock-id\":false,\"size\":$((GUEST_MIB * 1048576))}"
 say "Mounted the pageshare filesystem on $PSDIR; starting two guests on it with"
-say "Debian's QEMU, one after the other (under emulation, each boot takes 15 to 30 s)..."
+say "Debian's QEMU, one after the other (under emulation, a boot takes 15 s to 2 minutes, by machine)..."
 boot0=$(date +%s)
 # shellcheck disable=SC2086
 start 1 $PSMEM1
