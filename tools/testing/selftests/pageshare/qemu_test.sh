@@ -326,8 +326,9 @@ ask 1 sum
 c1=$(last_check 1)
 [ $((b0 - b1)) -ge $want ] && [ "$c1" = "$w1" ]
 ok $? "guest 1's balloon took ${BALLOON_MIB} MiB: its VM went from $(mib "$b0") to $(mib "$b1") MiB (host: $(mib $((host0 - host1))) MiB back, in ${t} s); it still reads $c1"
-say "6. Guest 1 touched its free memory, then its virtio-balloon inflated by ${BALLOON_MIB} MiB"
-say "   (QEMU's monitor: balloon $((GUEST_MIB - BALLOON_MIB))). QEMU punched the pages out of its file:"
+say "6. Guest 1 wrote $((BALLOON_MIB + 16)) MiB of fresh memory and freed it, then its virtio-balloon"
+say "   inflated by ${BALLOON_MIB} MiB (QEMU's monitor: balloon $((GUEST_MIB - BALLOON_MIB))). QEMU punched"
+say "   the pages out of its file:"
 say "   the VM went from $(mib "$b0") to $(mib "$b1") MiB, the host got $(mib $((host0 - host1))) MiB back, and"
 say "   the guest still reads its buffer ($c1)."
 
