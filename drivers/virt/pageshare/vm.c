@@ -297,10 +297,11 @@ void ps_vm_free(struct ps_vm *vm)
 }
 
 /*
- * Drop the VM's gfns [first, ULONG_MAX]: its own pages, and its places on
+ * Drop the VM's gfns [first, last]: its own pages, and its places on
  * shared frames, whose last sharer frees them. A page that someone else
- * still holds (a GUP reference in flight) lives on until they let go.
- * Only called while nothing maps the VM, so no fault races with it.
+ * still holds (a GUP reference in flight) lives on until they let go. The
+ * teardown and a shrink call it while nothing maps the VM; a punch while
+ * it may be mapped (ps_release_gfn() zaps what a fault mapped again).
  *
  * PS_FREE_BATCH gfns per ps_ops section, and a chance to sleep between
  * gfns: a VM can have millions, and an audit waiting to freeze must wait
@@ -312,14 +313,14 @@ void ps_vm_free(struct ps_vm *vm)
  */
 #define PS_FREE_BATCH	64
 
-static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
+static void ps_vm_free_range(struct ps_vm *vm, pgoff_t first, pgoff_t last)
 {
 	unsigned long gfn;
 	unsigned int n = 0;
 	void *entry;
 
 	ps_ops_begin();
-	xa_for_each_start(&vm->pages, gfn, entry, first) {
+	xa_for_each_range(&vm->pages, gfn, entry, first, last) {
 		ps_release_gfn(vm, gfn);
 		if (!(++n % PS_FREE_BATCH)) {
 			ps_ops_end();
@@ -353,9 +354,7 @@ static void ps_vm_free_from(struct ps_vm *vm, pgoff_t first)
  */
 int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len)
 {
-	pgoff_t first, end, gfn;
-	unsigned int n = 0;
-	void *entry;
+	pgoff_t first, end;
 
 	if (offset < 0 || len <= 0 || !PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len))
 		return -EINVAL;
@@ -371,16 +370,7 @@ int ps_vm_punch(struct ps_vm *vm, loff_t offset, loff_t len)
 	if (first >= end)
 		goto out;
 	unmap_mapping_pages(vm->inode->i_mapping, first, end - first, false);
-	ps_ops_begin();
-	xa_for_each_range(&vm->pages, gfn, entry, first, end - 1) {
-		ps_release_gfn(vm, gfn);
-		if (!(++n % PS_FREE_BATCH)) {
-			ps_ops_end();
-			cond_resched();
-			ps_ops_begin();
-		}
-	}
-	ps_ops_end();
+	ps_vm_free_range(vm, first, end - 1);
 out:
 	up_read(&vm->resize_sem);
 	return 0;
@@ -397,7 +387,7 @@ void ps_vm_destroy(struct ps_vm *vm)
 	WARN_ON(vm->nr_mappings);
 	/* Gone from sysfs, and no reader of it left, before anything is freed. */
 	kobject_del(&vm->kobj);
-	ps_vm_free_from(vm, 0);
+	ps_vm_free_range(vm, 0, ULONG_MAX);
 	WARN_ON(atomic_long_read(&vm->stats.private_pages) ||
 		atomic_long_read(&vm->stats.shared_gfns) ||
 		atomic_long_read(&vm->stats.nominated_gfns));
@@ -449,7 +439,7 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 			WRITE_ONCE(vm->freeing, max(vm->size, size));
 			WRITE_ONCE(vm->size, size);
 			xa_unlock(&vm->pages);
-			ps_vm_free_from(vm, size >> PAGE_SHIFT);
+			ps_vm_free_range(vm, size >> PAGE_SHIFT, ULONG_MAX);
 			WRITE_ONCE(vm->freeing, 0);
 		}
 	}
