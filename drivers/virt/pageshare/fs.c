@@ -49,7 +49,7 @@ enum { PS_OPT_UID, PS_OPT_GID, PS_OPT_MODE, PS_OPT_SIZE, PS_OPT_NR_INODES };
  * @given:	The options given (BIT(PS_OPT_*)), for a remount.
  * @limit:	size=: what the sizes of the files may add up to; its lock
  *		also protects @nr_inodes.
- * @max_inodes:	nr_inodes=: files and directories, the root aside.
+ * @max_inodes:	nr_inodes=: files and directories, the root included.
  * @nr_inodes:	How many there are, under @limit.lock.
  */
 struct ps_fs_info {

@@ -105,7 +105,12 @@ static int ps_release(struct inode *inode, struct file *filp)
 
 static int ps_mmap(struct file *filp, struct vm_area_struct *vma)
 {
-	return ps_vm_mmap(filp->private_data, vma);
+	/*
+	 * Someone who may only read a VM file must not pick its size (nor,
+	 * by keeping it mapped, keep its owner from setting it).
+	 */
+	return ps_vm_mmap(filp->private_data, vma,
+			  (filp->f_mode & FMODE_WRITE) || filp->f_op == &ps_fops);
 }
 
 /* QEMU learns the size of a mem-path backend with lseek(fd, 0, SEEK_END). */

@@ -247,7 +247,7 @@ struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero,
 			      const struct vm_fault *vmf);
 struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared);
 struct ps_vm *ps_vm_find(u32 id);
-int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma);
+int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma, bool may_size);
 void ps_vm_zap(struct ps_vm *vm, pgoff_t gfn);
 void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info);
 void ps_vms_lock(void);

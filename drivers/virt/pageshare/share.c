@@ -23,6 +23,7 @@
  *
  * Lock order, for the whole driver:
  *
+ *   inode_lock of a VM's file        (ftruncate(), before resize_sem)
  *   mmap_lock                        (the fault path; held by the core)
  *     ps_vm::resize_sem            (write: a size change; read: a punch,
  *                                     throughout)

@@ -736,18 +736,21 @@ static const struct vm_operations_struct ps_vm_ops = {
  * ps_vm_mmap() - Map a VM's memory; file offset = gfn << PAGE_SHIFT.
  * @vm: the VM.
  * @vma: the new mapping.
+ * @may_size: the mapping may give a VM without a size its size: the file
+ *	      is open for writing, or its open() made the VM (the device).
  *
  * The first mapping of a VM whose size was never set sets it to the end
  * of the mapping: an unmodified QEMU only asks the size with lseek() and
  * then maps it.
  *
  * Return: 0; -EINVAL for a private mapping, which would turn guest writes
- * into anonymous copies the module does not own; -ENXIO if the mapping
+ * into anonymous copies the module does not own; -EPERM for an executable
+ * one; -ENXIO for a VM without a size and !@may_size; -ENXIO if the mapping
  * goes past the VM's size; -EFBIG if the VM has no size yet and the
  * mapping ends past max_vm_size (what PAGESHARE_SET_SIZE answers for that
  * size); -ENOMEM if that size does not fit in its mount's size limit.
  */
-int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
+int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma, bool may_size)
 {
 	u64 max = ps_max_size();
 	u64 end = U64_MAX;
@@ -755,6 +758,9 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 
 	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
+	/* Guest RAM is data to the host, whichever file maps it. */
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
 	/* U64_MAX: an offset so far out that no VM can be that large. */
 	if (vma->vm_pgoff <= max >> PAGE_SHIFT)
 		end = ((u64)vma->vm_pgoff << PAGE_SHIFT) + vma->vm_end - vma->vm_start;
@@ -762,7 +768,9 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 	mutex_lock(&vm->lock);
 	if (!vm->size) {
 		/* As PAGESHARE_SET_SIZE answers for that size. */
-		if (end > max)
+		if (!may_size)
+			ret = -ENXIO;
+		else if (end > max)
 			ret = -EFBIG;
 		else if (ps_limit_resize(vm->limit, 0, end))
 			ret = -ENOMEM;
@@ -782,6 +790,7 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma)
 	 * Never PFNMAP or IO: KVM would then bypass GUP and our fault path.
 	 */
 	vm_flags_set(vma, VM_DONTEXPAND);
+	vm_flags_clear(vma, VM_MAYEXEC);
 	vma->vm_private_data = vm;
 	vma->vm_ops = &ps_vm_ops;
 	return 0;

@@ -448,6 +448,21 @@ TEST_F(mnt, read_only_descriptor_changes_nothing)
 	EXPECT_EQ(EBADF, errno);
 	munmap(m, MIB);
 	close(ro);
+
+	/* Nor may a read-only mapping size a VM that has none yet. */
+	ro = mkfile(self->dir, self->path, "sizeless", 0);
+	ASSERT_LE(0, ro);
+	close(ro);
+	ro = open(self->path, O_RDONLY);
+	ASSERT_LE(0, ro);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, MIB, PROT_READ, MAP_SHARED, ro, 0));
+	EXPECT_EQ(ENXIO, errno);
+	ASSERT_EQ(0, ps_info(ro, &info));
+	EXPECT_EQ(0, info.size);
+	close(ro);
+	/* And guest RAM is never executable. */
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, MIB, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0));
+	EXPECT_EQ(EPERM, errno);
 	close(w);
 	close(fd);
 }
