@@ -113,9 +113,17 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 			if (page_private(page))
 				ps_audit_err(a, "vm %u gfn %lu: private page has a frame",
 					     vm->id, gfn);
+			/* Migration changes both under the same section. */
+			if (page->mapping != vm->inode->i_mapping || page->index != gfn ||
+			    xa_load(&vm->inode->i_mapping->i_pages, gfn) != page_folio(page))
+				ps_audit_err(a, "vm %u gfn %lu: private page not in the VM's page cache at its gfn",
+					     vm->id, gfn);
 			continue;
 		}
 		shared++;
+		if ((unsigned long)page->mapping !=
+		    ((unsigned long)&ps_frame_mops | PAGE_MAPPING_MOVABLE))
+			ps_audit_err(a, "vm %u gfn %lu: frame is not movable", vm->id, gfn);
 		frame = ps_page_frame(page);
 		if (!frame) {
 			ps_audit_err(a, "vm %u gfn %lu: shared page without a frame",

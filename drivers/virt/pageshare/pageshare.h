@@ -13,12 +13,16 @@
  *   policy.c	who may share what: share groups, no-intra-VM sharing,
  *		and the privileged agent's way to a VM by its id
  *   rmap.c	a frame's reverse map
+ *   migrate.c	how compaction and memory offline move private pages and
+ *		frames
  *   audit.c	the invariant walk
  *   stats.c	counters, sysfs and fdinfo
  *
  * A gfn's entry in its VM's xarray is either a page of its own (a plain
- * pointer) or the page of a frame in shared state (the page pointer tagged
- * with PS_ENTRY_SHARED), whose struct ps_frame hangs off page->private.
+ * pointer to a folio of the VM inode's page cache, at index gfn) or the
+ * page of a frame in shared state (the page pointer tagged with
+ * PS_ENTRY_SHARED), a non-LRU movable page whose struct ps_frame hangs off
+ * page->private.
  */
 
 #ifndef _PAGESHARE_H
@@ -26,6 +30,7 @@
 
 #include <linux/atomic.h>
 #include <linux/kobject.h>
+#include <linux/migrate.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/rwsem.h>
@@ -52,7 +57,7 @@ struct vm_fault;
  * @shared_gfns:	gfns backed by a frame in shared state.
  * @nominated_gfns:	Of those, gfns alone on their frame.
  * @cow_breaks:		gfns that left shared or nominated state by a write
- *			or an unshare, copied or kept in place; a shrink or
+ *			or an unshare; a shrink or
  *			the teardown does not count.
  * @multi_gfns:		shared_gfns - nominated_gfns, kept in one counter
  *			so that SET_POLICY reads it at once (share.c).
@@ -243,8 +248,10 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size);
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn,
 			    const struct vm_fault *vmf);
 int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry);
-struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero,
+struct folio *ps_vm_new_folio(struct ps_vm *vm, pgoff_t gfn, struct page *src,
 			      const struct vm_fault *vmf);
+void ps_vm_remove_folio(struct ps_vm *vm, struct folio *folio);
+extern const struct address_space_operations ps_vm_aops;
 struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared);
 struct ps_vm *ps_vm_find(u32 id);
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma, bool may_size);
@@ -258,6 +265,7 @@ struct ps_vm *ps_vms_next(unsigned long *id);
 int ps_share_init(void);
 void ps_share_exit(void);
 void ps_ops_begin(void);
+bool ps_ops_trybegin(void);
 void ps_ops_end(void);
 void ps_ops_freeze(void);
 void ps_ops_thaw(void);
@@ -273,6 +281,11 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
 int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 	     u32 *state);
 void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn);
+
+/* migrate.c */
+extern const struct movable_operations ps_frame_mops;
+int ps_vm_migrate_folio(struct address_space *mapping, struct folio *dst,
+			struct folio *src, enum migrate_mode mode);
 
 /* policy.c */
 int ps_set_policy(struct ps_vm *vm, struct pageshare_policy *p);

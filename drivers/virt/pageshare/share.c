@@ -3,16 +3,17 @@
  * The sharing engine: Xen's memory-sharing semantics on pages the module
  * owns.
  *
- * nominate(vm, gfn) turns the gfn's page into a frame in shared state: it
- * gets a handle, a 64-bit number from a global counter that is never
- * reused and names this version of the frame, and every mapping of it
- * becomes read-only. share() moves every gfn of the client's frame onto the
+ * nominate(vm, gfn) turns the gfn's page into a frame in shared state: a
+ * page of its own, outside every page cache, with the private page's
+ * bytes; it gets a handle, a 64-bit number from a global counter that is
+ * never reused and names this version of the frame, and every mapping of
+ * it is read-only. share() moves every gfn of the client's frame onto the
  * source's frame and frees the client's. A write to a gfn in shared state
  * arrives at page_mkwrite (the VMM's writes, KVM's through GUP with
  * FOLL_WRITE, any other GUP writer) and ends in ps_unshare_locked(): the
- * last sharer keeps the frame without a copy and its handle dies; any
- * other sharer gets a private copy, which a later share needs a new handle
- * for. Every change of what backs a gfn zaps the gfn's PTEs in its VM's
+ * gfn gets a private copy in its VM's page cache, which a later share
+ * needs a new handle for; the last sharer's departure ends the frame and
+ * its handle. Every change of what backs a gfn zaps the gfn's PTEs in its VM's
  * own address_space; the MMU-notifier invalidation that the zap triggers
  * makes KVM drop its stage-2 entries, and KVM's next access faults the new
  * page in through GUP.
@@ -95,6 +96,18 @@ static atomic64_t ps_next_handle = ATOMIC64_INIT(0);
 void ps_ops_begin(void)
 {
 	percpu_down_read(&ps_ops_sem);
+}
+
+/**
+ * ps_ops_trybegin() - ps_ops_begin(), unless an audit holds changes off.
+ *
+ * For migration, which holds page locks: those nest inside ps_ops_sem.
+ *
+ * Return: whether the section was entered.
+ */
+bool ps_ops_trybegin(void)
+{
+	return percpu_down_read_trylock(&ps_ops_sem);
 }
 
 /**
@@ -256,23 +269,6 @@ static void ps_frame_zap(struct page *page, struct ps_vm *vm, pgoff_t gfn)
 }
 
 /*
- * Whether nobody holds @page but the frame (one reference), the caller
- * (one) and the PTEs that map it (one each, all of the one gfn the frame
- * has left): a pipe, a socket, an O_DIRECT write or a pin taken while
- * another VM mapped the frame holds a reference of its own and still
- * reads the frame's bytes. mm's rule (wp_can_reuse_anon_folio()): reuse in
- * place only when the count proves it; otherwise copy. A reference taken
- * meanwhile only makes the count larger, so a race errs towards the copy.
- */
-static bool ps_frame_exclusive(struct page *page)
-{
-	struct folio *folio = page_folio(page);
-
-	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
-	return folio_ref_count(folio) == 2 + folio_mapcount(folio);
-}
-
-/*
  * Whether @page may be pinned for DMA. An order-0 folio has no pin count
  * of its own: FOLL_PIN adds GUP_PIN_COUNTING_BIAS references, which is
  * what folio_maybe_dma_pinned() tests for. A frame mapped by a thousand
@@ -286,8 +282,34 @@ static bool ps_frame_pinned(struct page *page)
 	return folio_ref_count(folio) - folio_mapcount(folio) >= GUP_PIN_COUNTING_BIAS;
 }
 
+/*
+ * A page for a new frame, near @nid, charged to @vm's memory cgroup (as
+ * kernel memory: a module can charge nothing else outside a page cache),
+ * locked, and movable through migrate.c before anyone can see it.
+ */
+static struct page *ps_frame_page_alloc(struct ps_vm *vm, int nid)
+{
+	gfp_t gfp = GFP_HIGHUSER_MOVABLE | __GFP_ACCOUNT | __GFP_NOWARN;
+	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
+	struct folio *folio = __folio_alloc_node(gfp, 0, nid);
+
+	set_active_memcg(old_memcg);
+	if (!folio)
+		return NULL;
+	__folio_set_locked(folio);
+	__SetPageMovable(folio_page(folio, 0), &ps_frame_mops);
+	return folio_page(folio, 0);
+}
+
+/*
+ * The frame ends: its page is no frame and no longer movable (a migration
+ * that isolated it meanwhile sees that and lets it go). The caller drops
+ * the frame's reference.
+ */
 static void ps_frame_free(struct page *page, struct ps_frame *frame)
 {
+	VM_WARN_ON_FOLIO(!folio_test_locked(page_folio(page)), page_folio(page));
+	__ClearPageMovable(page);
 	folio_clear_checked(page_folio(page));
 	ps_rmap_free(frame);
 	set_page_private(page, 0);
@@ -359,7 +381,7 @@ static void ps_unlock_gfns(struct page *pa, struct page *pb)
 int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 {
 	struct ps_frame *frame;
-	struct page *page;
+	struct page *page, *fp;
 	bool shared;
 	int ret;
 
@@ -384,28 +406,48 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	}
 
 	frame = kmem_cache_zalloc(ps_frame_cache, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
-	if (!frame) {
+	fp = frame ? ps_frame_page_alloc(vm, page_to_nid(page)) : NULL;
+	if (!fp) {
+		if (frame)
+			kmem_cache_free(ps_frame_cache, frame);
 		ret = -ENOMEM;
 		goto out;
 	}
 
 	/*
 	 * With every PTE gone (and KVM's stage-2 entries with them), the
-	 * page's only references are the entry's and ours. Any other is a
-	 * GUP pin or DMA that could write behind our back: refuse.
+	 * page's only references are the page cache's (which the entry
+	 * shares) and ours. Any other is a GUP pin or DMA that could write
+	 * behind our back: refuse. Off the LRU, one more is the LRU-add
+	 * batch's of the CPU that faulted it in (a module cannot drain it)
+	 * or a compaction's isolation: neither writes the page, and the
+	 * page is not ours after this anyway.
 	 */
 	ps_vm_zap(vm, gfn);
-	folio_clear_checked(page_folio(page));
-	if (page_count(page) != 2) {
-		kmem_cache_free(ps_frame_cache, frame);
+	if (page_count(page) != 2 + !folio_test_lru(page_folio(page))) {
 		ret = -EBUSY;
-		goto out;
+		goto out_free;
+	}
+	/*
+	 * The frame is a page of its own, outside any page cache, because
+	 * other VMs' gfns will map it (see vm.c). The copy is the price of
+	 * that: a page-cache folio cannot leave its LRU from a module.
+	 */
+	if (copy_mc_highpage(fp, page)) {
+		ret = -EHWPOISON;
+		goto out_free;
 	}
 
 	frame->handle = atomic64_inc_return(&ps_next_handle);
 	ps_rmap_add(frame, ps_rmap_key(vm->id, gfn));
-	set_page_private(page, (unsigned long)frame);
-	ps_set_entry(vm, gfn, ps_shared_entry(page));
+	set_page_private(fp, (unsigned long)frame);
+	ps_set_entry(vm, gfn, ps_shared_entry(fp));
+	ps_vm_remove_folio(vm, page_folio(page));
+	/* The entry names the frame now: the rest of the work is on it. */
+	folio_unlock(page_folio(page));
+	put_page(page);
+	get_page(fp);		/* ours, as for the page it replaces */
+	page = fp;
 
 	atomic_long_add(kmem_cache_size(ps_frame_cache), &ps_stats.meta_bytes);
 	atomic_long_inc(&ps_stats.shared_frames);
@@ -426,6 +468,13 @@ out:
 	ps_unlock_gfns(page, NULL);
 	ps_ops_end();
 	return ret;
+
+out_free:
+	__ClearPageMovable(fp);
+	folio_unlock(page_folio(fp));
+	put_page(fp);
+	kmem_cache_free(ps_frame_cache, frame);
+	goto out;
 }
 
 /* Whether @handle names @gfn's current version. */
@@ -685,28 +734,29 @@ out:
  * @vmf: the write fault, whose mapping's memory policy places a copy; NULL
  *	 for PAGESHARE_UNSHARE.
  *
- * If @page is a frame in shared state, @gfn is its last sharer and nobody
- * else holds the page (ps_frame_exclusive()), the frame turns private
- * without a copy and its handle dies. Otherwise @gfn gets a copy and
- * leaves the frame: its other sharers keep the old bytes and the handle,
- * and a frame left without sharers ends, its page living on only as long
- * as whoever still holds it.
+ * If @page is a frame in shared state, @gfn gets a copy in its VM's page
+ * cache and leaves the frame: its other sharers keep the old bytes and the
+ * handle, and a frame left without sharers ends, its page living on only
+ * as long as whoever still holds it. The last sharer gets a copy too: a
+ * frame is outside every page cache and cannot enter one (vm.c), and the
+ * copy costs what the in-place reuse's check of the reference count
+ * spared, only when it succeeded.
  *
  * Context: Process context, inside ps_ops_begin(), with @page locked.
- * Return: 0 if @page is now @gfn's private page; 1 if @gfn got a new page;
- * -EAGAIN if @gfn's entry no longer names @page; -EHWPOISON if @page has a
- * memory error and needs a copy (its bytes are lost; a copy that meets an
- * error not reported yet is caught by copy_mc_highpage()); -ENOMEM. Nothing changes
- * unless it returns 0 or 1.
+ * Return: 0 if @page already is @gfn's private page; 1 if @gfn got a new
+ * page; -EAGAIN if @gfn's entry no longer names @page, or a first touch of
+ * the gfn that lost its race is still leaving the page cache; -EHWPOISON
+ * if @page has a memory error (its bytes are lost; a copy that meets an
+ * error not reported yet is caught by copy_mc_highpage()); -ENOMEM.
+ * Nothing changes unless it returns 1.
  */
 int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
 		      const struct vm_fault *vmf)
 {
 	void *entry = xa_load(&vm->pages, gfn);
 	struct ps_frame *frame;
-	struct page *copy;
+	struct folio *copy;
 	bool last;
-	int ret;
 
 	percpu_rwsem_assert_held(&ps_ops_sem);
 	VM_WARN_ON_FOLIO(!folio_test_locked(page_folio(page)), page_folio(page));
@@ -717,42 +767,31 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
 
 	frame = ps_page_frame(page);
 	last = frame->nr_sharers == 1;
-	/* In place reads no byte: a poisoned frame may turn private too. */
-	if (last && ps_frame_exclusive(page)) {
-		ps_frame_free(page, frame);
-		/* The frame's reference becomes the entry's. */
-		ps_set_entry(vm, gfn, page);
-		ret = 0;
-	} else {
-		/* Its bytes are lost; and a copy must not consume an error. */
-		if (PageHWPoison(page))
-			return -EHWPOISON;
-		copy = ps_vm_alloc_page(vm, false, vmf);
-		if (!copy)
-			return -ENOMEM;
-		if (copy_mc_highpage(copy, page)) {
-			put_page(copy);
-			return -EHWPOISON;
-		}
+	/* Its bytes are lost; and a copy must not consume an error. */
+	if (PageHWPoison(page))
+		return -EHWPOISON;
+	copy = ps_vm_new_folio(vm, gfn, page, vmf);
+	if (IS_ERR(copy))
+		return PTR_ERR(copy) == -EEXIST ? -EAGAIN : PTR_ERR(copy);
 
-		WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
-		ps_set_entry(vm, gfn, copy);
-		ps_frame_zap(page, vm, gfn);
-		if (last) {
-			ps_frame_free(page, frame);
-			put_page(page);	/* the frame's; the caller still has one */
-		} else {
-			ps_frame_count_nominated(frame, 1);
-			atomic_long_dec(&ps_stats.saved_frames);
-		}
-		ret = 1;
-	}
-	if (last)
+	WARN_ON_ONCE(!ps_rmap_del(frame, ps_rmap_key(vm->id, gfn)));
+	ps_set_entry(vm, gfn, folio_page(copy, 0));
+	/* Before the copy is unlocked: a fault may map the copy from then on. */
+	ps_frame_zap(page, vm, gfn);
+	folio_unlock(copy);
+	folio_put(copy);	/* the entry shares the page cache's */
+	if (last) {
+		ps_frame_free(page, frame);
+		put_page(page);	/* the frame's; the caller still has one */
 		ps_count_nominated(vm, -1);
+	} else {
+		ps_frame_count_nominated(frame, 1);
+		atomic_long_dec(&ps_stats.saved_frames);
+	}
 	atomic_long_inc(&vm->stats.cow_breaks);
 	ps_count_shared(vm, -1);
 	ps_account_private(vm, 1);
-	return ret;
+	return 1;
 }
 
 /**
@@ -774,14 +813,19 @@ int ps_unshare(struct ps_vm *vm, pgoff_t gfn)
 	if (!ps_gfn_valid(vm, gfn))
 		return -ENXIO;
 
-	ps_ops_begin();
-	/* Locked and checked: the entry cannot change under us, no -EAGAIN. */
-	if (!ps_lock_gfn(vm, gfn, &page, &shared)) {
-		if (shared)
-			ret = ps_unshare_locked(vm, gfn, page, NULL);
-		ps_unlock_gfns(page, NULL);
-	}
-	ps_ops_end();
+	do {
+		ret = 0;
+		ps_ops_begin();
+		if (!ps_lock_gfn(vm, gfn, &page, &shared)) {
+			if (shared)
+				ret = ps_unshare_locked(vm, gfn, page, NULL);
+			ps_unlock_gfns(page, NULL);
+		}
+		ps_ops_end();
+		/* Only a first touch leaving the page cache: short. */
+		if (ret == -EAGAIN)
+			cond_resched();
+	} while (ret == -EAGAIN);
 	return ret < 0 ? ret : 0;
 }
 
@@ -839,7 +883,7 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
  * A PTE of @vm that still maps the page is zapped before the page lock
  * goes: the fault path maps a page only under that lock and only while
  * the entry is the page, so none is left behind, and nothing of @vm reads
- * a frame that its other sharers may go on to reuse in place.
+ * a frame through a PTE its mapcount counts but its sharers do not.
  */
 void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 {
@@ -857,7 +901,7 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 		ps_vm_zap(vm, gfn);
 	if (!shared) {
 		ps_account_private(vm, -1);
-		put_page(page);		/* the entry's reference */
+		ps_vm_remove_folio(vm, page_folio(page));
 		goto out;
 	}
 

@@ -262,13 +262,24 @@ static void ps_test_unshare_copies(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.cow_breaks), 1);
 	ps_test_audit_clean(test);
 
-	/* The last sharer keeps the frame, without a copy. */
+	/*
+	 * The last sharer gets a copy in its page cache too, and the frame
+	 * ends: held here, its page is no frame and no longer movable.
+	 */
+	get_page(frame);
 	KUNIT_ASSERT_EQ(test, 0, ps_unshare(a, 4));
-	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(a, 4), frame);
+	copy = ps_test_page(a, 4);
+	KUNIT_EXPECT_PTR_NE(test, copy, frame);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(copy, 0x5a));
+	KUNIT_EXPECT_PTR_EQ(test, page_folio(copy)->mapping, a->inode->i_mapping);
+	KUNIT_EXPECT_EQ(test, page_folio(copy)->index, 4);
 	KUNIT_EXPECT_EQ(test, 0, ps_query(a, 4, &handle, &sharers, &state));
 	KUNIT_EXPECT_EQ(test, state, PAGESHARE_STATE_PRIVATE);
 	KUNIT_EXPECT_EQ(test, handle, 0);
 	KUNIT_EXPECT_EQ(test, page_private(frame), 0);
+	KUNIT_EXPECT_FALSE(test, __PageMovable(frame) && page_movable_ops(frame));
+	KUNIT_EXPECT_EQ(test, page_count(frame), 1);
+	put_page(frame);
 	/* Unsharing a private gfn or a hole changes nothing. */
 	KUNIT_EXPECT_EQ(test, 0, ps_unshare(a, 4));
 	KUNIT_EXPECT_EQ(test, 0, ps_unshare(a, 40));

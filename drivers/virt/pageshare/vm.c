@@ -4,14 +4,22 @@
  * and the fault path that hands them to the VMM's mappings and, through
  * them, to KVM.
  *
- * The pages never enter a page cache. The module owns them so that one
- * frame can later back gfns of several VMs, which a (mapping, index) pair
- * cannot describe. They reach page tables through vm_fault::page, like
- * other drivers that serve their own pages, and KVM reaches them through
- * GUP on the VMM's mapping. Every change of what backs a gfn must zap the
- * VMM's PTEs with unmap_mapping_range() on this VM's own address_space:
- * the MMU-notifier invalidation that zapping triggers is what makes KVM
- * drop its stage-2 entries.
+ * A private page lives in the VM inode's page cache, at its gfn: user
+ * memory of the VM's memory cgroup ("file" in memory.stat), on the
+ * unevictable LRU, placed by the faulting mapping's memory policy, movable
+ * by compaction and memory offline through ps_vm_aops.migrate_folio, and
+ * with a real folio->mapping, so GUP-fast (KVM's stage-2 faults) takes it.
+ * The VM's own xarray (ps_vm::pages) is what names a gfn's page; for a
+ * private gfn it names the page-cache folio and borrows the page cache's
+ * reference, so migration's reference count holds (folio_expected_refs()).
+ * A frame in shared state cannot sit in several page caches: it is a page
+ * of its own, outside any, movable through migrate.c's movable_operations.
+ *
+ * Pages reach page tables through vm_fault::page, and KVM reaches them
+ * through GUP on the VMM's mapping. Every change of what backs a gfn must
+ * zap the VMM's PTEs with unmap_mapping_range() on this VM's own
+ * address_space: the MMU-notifier invalidation that zapping triggers is
+ * what makes KVM drop its stage-2 entries.
  *
  * The lock order is written down in share.c, which owns it.
  */
@@ -192,6 +200,16 @@ struct ps_vm *ps_vm_create(void)
 		vm->inode = NULL;
 		goto err_put;
 	}
+	/*
+	 * A regular file's page cache (truncate_inode_folio() wants one).
+	 * Unevictable, like shmem's locked and secretmem's: the pages are
+	 * never written back, and reclaim must not take guest RAM. Movable:
+	 * compaction and memory offline migrate them.
+	 */
+	vm->inode->i_mode = S_IFREG | 0600;
+	vm->inode->i_mapping->a_ops = &ps_vm_aops;
+	mapping_set_gfp_mask(vm->inode->i_mapping, GFP_HIGHUSER_MOVABLE);
+	mapping_set_unevictable(vm->inode->i_mapping);
 
 	/*
 	 * Cyclic, so that an id an agent read from sysfs does not name a new
@@ -449,36 +467,78 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 }
 
 /**
- * ps_vm_alloc_page() - Allocate a page for a VM, charged to its memory cgroup.
+ * ps_vm_new_folio() - Make a private page for a gfn, in the VM's page cache.
  * @vm: the VM.
- * @zero: zero-fill it.
+ * @gfn: the gfn; nothing of the page cache is there.
+ * @src: the page to copy, or NULL for a zeroed page.
  * @vmf: the fault it is for, whose mapping's memory policy places it; or
  *	 NULL (an ioctl), for the calling task's policy.
  *
- * Not movable: the pages are not on the LRU and nothing could migrate
- * them. Charged as kernel memory of the VM's cgroup, the only charging
- * interface a module has.
+ * The folio goes into the page cache of @vm's inode at @gfn: charged to
+ * the VM's memory cgroup as file memory whichever task faults it in, and
+ * on the unevictable LRU. It is marked dirty, so that no page-cache
+ * invalidation (drop_caches through a mount's inode, say) ever drops it:
+ * its only copy is this one. The caller points @gfn's entry at it, which
+ * shares the page cache's reference, then unlocks it.
  *
- * Return: the page or NULL.
+ * Context: Process context; may sleep.
+ * Return: the folio, locked, with a reference the caller owns;
+ * ERR_PTR(-ENOMEM); ERR_PTR(-EHWPOISON) if @src has a memory error;
+ * ERR_PTR(-EEXIST) if another first touch of @gfn is under way.
  */
-struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero,
+struct folio *ps_vm_new_folio(struct ps_vm *vm, pgoff_t gfn, struct page *src,
 			      const struct vm_fault *vmf)
 {
-	gfp_t gfp = GFP_HIGHUSER | __GFP_ACCOUNT | __GFP_NOWARN |
-		    (zero ? __GFP_ZERO : 0);
-	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
+	struct address_space *mapping = vm->inode->i_mapping;
+	gfp_t gfp = mapping_gfp_mask(mapping) | __GFP_NOWARN;
+	struct mem_cgroup *old_memcg;
 	struct folio *folio;
+	int ret;
 
 	/*
 	 * On the node the faulting mapping's memory policy picks (mbind(),
 	 * QEMU's host-nodes=...,policy=), as for anonymous memory.
 	 */
 	if (vmf)
-		folio = vma_alloc_folio(gfp, 0, vmf->vma, vmf->address, false);
+		folio = vma_alloc_folio(gfp | (src ? 0 : __GFP_ZERO), 0, vmf->vma,
+					vmf->address, false);
 	else
-		folio = folio_alloc(gfp, 0);
+		folio = filemap_alloc_folio(gfp | (src ? 0 : __GFP_ZERO), 0);
+	if (!folio)
+		return ERR_PTR(-ENOMEM);
+	if (src && copy_mc_highpage(folio_page(folio, 0), src)) {
+		folio_put(folio);
+		return ERR_PTR(-EHWPOISON);
+	}
+
+	old_memcg = set_active_memcg(vm->memcg);
+	ret = filemap_add_folio(mapping, folio, gfn, gfp);
 	set_active_memcg(old_memcg);
-	return folio ? folio_page(folio, 0) : NULL;
+	if (ret) {
+		folio_put(folio);
+		return ERR_PTR(ret);
+	}
+	folio_mark_uptodate(folio);
+	folio_mark_dirty(folio);
+	return folio;
+}
+
+/**
+ * ps_vm_remove_folio() - Take a private page out of the VM's page cache.
+ * @vm: the VM.
+ * @folio: the page, locked, whose gfn's entry no longer names it.
+ *
+ * Unmaps it (the caller may have zapped already) and drops the page
+ * cache's reference; the caller's own keeps the folio until it lets go.
+ *
+ * Context: Process context; @folio locked.
+ */
+void ps_vm_remove_folio(struct ps_vm *vm, struct folio *folio)
+{
+	VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio);
+	VM_WARN_ON_FOLIO(folio->mapping != vm->inode->i_mapping, folio);
+	/* truncate_inode_folio(), the one way a module has to do it. */
+	WARN_ON_ONCE(generic_error_remove_folio(vm->inode->i_mapping, folio));
 }
 
 /**
@@ -491,19 +551,30 @@ struct page *ps_vm_alloc_page(struct ps_vm *vm, bool zero,
  */
 struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared)
 {
-	struct page *page = NULL;
+	struct page *page;
 	void *entry;
 
-	/* Entries change under xa_lock: the page cannot go while we hold it. */
-	xa_lock(&vm->pages);
-	entry = xa_load(&vm->pages, gfn);
-	if (entry) {
+	/*
+	 * Entries change under xa_lock: the page cannot be freed while we
+	 * hold it. Its count can be frozen at 0 though, by a migration that
+	 * is replacing it (ps_vm_migrate_folio()): look again, it is short.
+	 */
+	for (;;) {
+		xa_lock(&vm->pages);
+		entry = xa_load(&vm->pages, gfn);
+		if (!entry) {
+			xa_unlock(&vm->pages);
+			return NULL;
+		}
 		page = ps_entry_page(entry);
 		*shared = ps_entry_shared(entry);
-		get_page(page);
+		if (folio_try_get(page_folio(page))) {
+			xa_unlock(&vm->pages);
+			return page;
+		}
+		xa_unlock(&vm->pages);
+		cond_resched();
 	}
-	xa_unlock(&vm->pages);
-	return page;
 }
 
 /*
@@ -566,23 +637,30 @@ int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry)
  * A new page is zero-filled, so nothing the host had in it reaches the
  * guest, and charged to the VM's memory cgroup.
  *
- * A first touch takes no lock but the VM's own xa_lock: no other VM's
- * operation, no policy change and no audit can make it wait. It counts the
- * new page under the same lock that inserts it, which is what lets the
- * audit check a VM's private pages while first touches go on (audit.c).
+ * A first touch takes no lock but the VM's own: its page cache's and its
+ * entries' xa_locks. No other VM's operation, no policy change and no
+ * audit can make it wait. It counts the new page under the lock that
+ * inserts the entry, which is what lets the audit check a VM's private
+ * pages while first touches go on (audit.c). The page enters the page
+ * cache first, locked, and its entry second; when something else filled
+ * the entry meanwhile, it leaves the page cache again.
  *
  * Context: Process context (the fault path); may sleep to allocate.
- * Return: the page with a reference the caller owns, or ERR_PTR(-ENXIO)
- * past the VM's size, or ERR_PTR(-ENOMEM).
+ * Return: the page with a reference the caller owns; ERR_PTR(-ENXIO) past
+ * the VM's size; ERR_PTR(-ENOMEM), also past the memory cgroup's limit;
+ * ERR_PTR(-EINTR) if the task was killed while it waited.
  */
 struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn,
 			    const struct vm_fault *vmf)
 {
+	struct address_space *mapping = vm->inode->i_mapping;
 	struct mem_cgroup *old_memcg;
+	struct folio *folio;
 	struct page *page;
 	bool shared;
 	void *cur;
 
+again:
 	if (!ps_gfn_valid(vm, gfn))
 		return ERR_PTR(-ENXIO);
 
@@ -590,27 +668,40 @@ struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn,
 	if (page)
 		return page;
 
-	page = ps_vm_alloc_page(vm, true, vmf);
-	if (!page)
-		return ERR_PTR(-ENOMEM);
+	folio = ps_vm_new_folio(vm, gfn, NULL, vmf);
+	if (IS_ERR(folio)) {
+		/* Another first touch is in the page cache, not yet in the entry. */
+		if (PTR_ERR(folio) != -EEXIST)
+			return ERR_CAST(folio);
+		if (fatal_signal_pending(current))
+			return ERR_PTR(-EINTR);
+		cond_resched();
+		goto again;
+	}
 
 	old_memcg = set_active_memcg(vm->memcg);	/* for xarray nodes too */
 	xa_lock(&vm->pages);
-	cur = ps_vm_fill_hole_locked(vm, gfn, page);
+	cur = ps_vm_fill_hole_locked(vm, gfn, folio_page(folio, 0));
 	set_active_memcg(old_memcg);
-	if (cur) {
-		/* Another fault or add_to_physmap filled it, or no memory. */
-		if (!xa_is_err(cur))
-			get_page(ps_entry_page(cur));
+	if (!cur) {
+		atomic_long_inc(&vm->stats.private_pages);
+		atomic_long_inc(&ps_stats.private_pages);
 		xa_unlock(&vm->pages);
-		put_page(page);
-		return xa_is_err(cur) ? ERR_PTR(xa_err(cur)) : ps_entry_page(cur);
+		folio_unlock(folio);
+		return folio_page(folio, 0);
 	}
-	get_page(page);
-	atomic_long_inc(&vm->stats.private_pages);
-	atomic_long_inc(&ps_stats.private_pages);
 	xa_unlock(&vm->pages);
-	return page;
+	/*
+	 * Another fault or add_to_physmap filled the gfn, or it is past the
+	 * size, or no memory: out of the page cache again, unmapped (nobody
+	 * could map it: its entry never named it).
+	 */
+	generic_error_remove_folio(mapping, folio);
+	folio_unlock(folio);
+	folio_put(folio);
+	if (xa_is_err(cur))
+		return ERR_PTR(xa_err(cur));
+	goto again;
 }
 
 static vm_fault_t ps_vm_fault(struct vm_fault *vmf)
@@ -724,6 +815,26 @@ static void ps_vm_vma_close(struct vm_area_struct *vma)
 	vm->nr_mappings--;
 	mutex_unlock(&vm->lock);
 }
+
+/*
+ * A memory error in a private page (memory_failure() -> truncate_error_folio()):
+ * the page stays in the page cache and in its entry, as shmem's do, so that
+ * every later access of the gfn finds it and gets VM_FAULT_HWPOISON (the
+ * fault path, nominate and the copy on write check), rather than a zeroed
+ * page in its place that would hide the loss from the guest. The core has
+ * already unmapped it and sent SIGBUS to whoever had it mapped.
+ */
+static int ps_vm_error_remove_folio(struct address_space *mapping,
+				    struct folio *folio)
+{
+	return 0;
+}
+
+const struct address_space_operations ps_vm_aops = {
+	.dirty_folio		= noop_dirty_folio,
+	.migrate_folio		= ps_vm_migrate_folio,
+	.error_remove_folio	= ps_vm_error_remove_folio,
+};
 
 static const struct vm_operations_struct ps_vm_ops = {
 	.open		= ps_vm_vma_open,

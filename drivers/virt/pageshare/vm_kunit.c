@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * KUnit tests of a VM's memory object (vm.c): ids, sizes, page allocation
- * on first use, zero fill, and that every page goes back when the VM does.
+ * on first use, zero fill, the page cache the pages live in, GUP-fast on
+ * them, and that every page goes back when the VM does.
  * They run when the module loads.
  */
 
 #include <kunit/test.h>
+#include <linux/file.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/pagemap.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 
 #include "pageshare.h"
 
@@ -103,8 +108,11 @@ static void ps_test_get_page(struct kunit *test)
 
 	page = ps_vm_get_page(vm, 3, NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
-	/* The VM's reference and ours. */
-	KUNIT_EXPECT_EQ(test, page_count(page), 2);
+	/*
+	 * The page cache's (which the entry shares) and ours, and the LRU-add
+	 * batch's while the page waits in it.
+	 */
+	KUNIT_EXPECT_EQ(test, page_count(page), 2 + !folio_test_lru(page_folio(page)));
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0));
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 1);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 1);
@@ -166,8 +174,9 @@ static void ps_test_destroy_frees(struct kunit *test)
 	kunit_release_action(test, ps_test_destroy_action, vm);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages);
 
-	/* A reference held past the VM keeps the page, and only that. */
-	KUNIT_EXPECT_EQ(test, page_count(held), 1);
+	/* A reference held past the VM keeps the page, out of the page cache. */
+	KUNIT_EXPECT_EQ(test, page_count(held), 1 + !folio_test_lru(page_folio(held)));
+	KUNIT_EXPECT_NULL(test, page_folio(held)->mapping);
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(held, 0xa5));
 	put_page(held);
 }
@@ -191,7 +200,91 @@ static void ps_test_sparse_gfns(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), ARRAY_SIZE(gfns));
 }
 
+/*
+ * A private page is a folio of the VM inode's page cache at its gfn, dirty
+ * (no invalidation drops it) and unevictable; a nominate moves its bytes
+ * to a frame outside the page cache, and a punch takes the page out.
+ */
+static void ps_test_page_cache(struct kunit *test)
+{
+	struct ps_vm *vm = ps_test_vm(test, 8 * PAGE_SIZE);
+	struct address_space *mapping = vm->inode->i_mapping;
+	struct folio *folio;
+	struct page *page;
+	u64 handle;
+
+	page = ps_vm_get_page(vm, 5, NULL);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	folio = page_folio(page);
+	KUNIT_EXPECT_PTR_EQ(test, folio->mapping, mapping);
+	KUNIT_EXPECT_EQ(test, folio->index, 5);
+	KUNIT_EXPECT_PTR_EQ(test, xa_load(&mapping->i_pages, 5), folio);
+	KUNIT_EXPECT_TRUE(test, folio_test_dirty(folio));
+	KUNIT_EXPECT_TRUE(test, folio_test_uptodate(folio));
+	KUNIT_EXPECT_TRUE(test, mapping_unevictable(mapping));
+	KUNIT_EXPECT_EQ(test, mapping->nrpages, 1);
+	memset_page(page, 0, 0x3c, PAGE_SIZE);
+	put_page(page);
+
+	/* drop_caches through a mount's inode: nothing goes. */
+	KUNIT_EXPECT_EQ(test, invalidate_mapping_pages(mapping, 0, -1), 0);
+	KUNIT_EXPECT_EQ(test, mapping->nrpages, 1);
+
+	KUNIT_ASSERT_EQ(test, 0, ps_nominate(vm, 5, &handle, NULL));
+	KUNIT_EXPECT_EQ(test, mapping->nrpages, 0);
+	KUNIT_EXPECT_NULL(test, xa_load(&mapping->i_pages, 5));
+	page = ps_entry_page(xa_load(&vm->pages, 5));
+	KUNIT_EXPECT_TRUE(test, __PageMovable(page));
+	KUNIT_EXPECT_PTR_EQ(test, page_movable_ops(page), &ps_frame_mops);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0x3c));
+
+	page = ps_vm_get_page(vm, 6, NULL);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(page));
+	put_page(page);
+	KUNIT_EXPECT_EQ(test, mapping->nrpages, 1);
+	KUNIT_EXPECT_EQ(test, ps_vm_punch(vm, 6 * PAGE_SIZE, PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, mapping->nrpages, 0);
+	KUNIT_EXPECT_NULL(test, xa_load(&vm->pages, 6));
+}
+
+/*
+ * KVM's stage-2 faults try GUP-fast first. It refuses a file folio whose
+ * ->mapping it cannot trust; a page of the VM's page cache it takes.
+ */
+static void ps_test_gup_fast(struct kunit *test)
+{
+	struct ps_vm *vm = ps_test_vm(test, 4 * PAGE_SIZE);
+	struct page *page = NULL;
+	unsigned long addr;
+	struct file *file;
+	u8 byte = 0x5e, *p;
+
+	ps_vm_publish(vm);
+	file = ps_vm_open_id(vm->id);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	addr = kunit_vm_mmap(test, file, 0, 4 * PAGE_SIZE,
+			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	fput(file);		/* the mapping holds its own */
+	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	KUNIT_ASSERT_EQ(test, 0, copy_to_user((void __user *)addr + 2 * PAGE_SIZE,
+					      &byte, 1));
+
+	KUNIT_ASSERT_EQ(test, 1, get_user_pages_fast_only(addr + 2 * PAGE_SIZE, 1,
+							  FOLL_WRITE, &page));
+	KUNIT_EXPECT_PTR_EQ(test, page, ps_entry_page(xa_load(&vm->pages, 2)));
+	p = kmap_local_page(page);
+	KUNIT_EXPECT_EQ(test, p[0], 0x5e);
+	kunmap_local(p);
+	put_page(page);
+
+	/* The next case counts VMs: this one must be gone by then. */
+	KUNIT_EXPECT_EQ(test, 0, vm_munmap(addr, 4 * PAGE_SIZE));
+	flush_delayed_fput();
+}
+
 static struct kunit_case ps_vm_test_cases[] = {
+	KUNIT_CASE(ps_test_page_cache),
+	KUNIT_CASE(ps_test_gup_fast),
 	KUNIT_CASE(ps_test_create_ids),
 	KUNIT_CASE(ps_test_set_size),
 	KUNIT_CASE(ps_test_get_page),

@@ -280,7 +280,11 @@ TEST_F(inj, nominate)
 	TH_LOG("%u allocation failures injected", injected);
 }
 
-TEST_F(inj, nominate_batch)
+/*
+ * Up to 64 rounds of 80 nominates, each a frame and a copy, and 80 copies
+ * back: past the harness's default 30 s under TCG with the debug kernel.
+ */
+TEST_F_TIMEOUT(inj, nominate_batch, 600)
 {
 	struct pageshare_nominate e[80];
 	unsigned int n, i, injected = 0;

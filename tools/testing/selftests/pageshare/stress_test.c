@@ -202,7 +202,11 @@ static void model_write(struct mvm *m, int gfn, struct content c)
 	} else if (!frames[f].handle) {
 		frames[f].c = c;
 	} else if (frames[f].sharers == 1 && !frames[f].held) {
-		/* The last sharer, and nobody else holds the page: in place. */
+		/*
+		 * The last sharer, and nobody else holds the page: the module
+		 * copies into a new page and frees the frame, which nothing
+		 * can tell from a reuse in place; the model keeps the frame.
+		 */
 		frames[f].handle = 0;
 		frames[f].c = c;
 		m->cow_breaks++;
