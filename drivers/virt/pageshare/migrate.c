@@ -123,6 +123,15 @@ static int ps_frame_migrate(struct page *dst, struct page *src,
 
 	set_page_private(dst, (unsigned long)frame);
 	get_page(dst);		/* the frame's */
+#ifdef CONFIG_MEMCG
+	/*
+	 * The kernel-memory charge goes with the frame: the core moves no
+	 * memcg data for a movable_operations page, and the old page would
+	 * uncharge it when it is freed.
+	 */
+	page_folio(dst)->memcg_data = page_folio(src)->memcg_data;
+	page_folio(src)->memcg_data = 0;
+#endif
 	__SetPageMovable(dst, &ps_frame_mops);
 	pos = 0;
 	while (ps_rmap_next(frame, &pos, &key)) {

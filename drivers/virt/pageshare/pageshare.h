@@ -51,6 +51,10 @@ struct vm_fault;
 
 #define PS_ENTRY_SHARED		1UL
 
+/* Zero pages a VM maps its holes to; and gfns per page of the hole bitmap. */
+#define PS_NR_ZERO		8
+#define PS_ZERO_CHUNK		(PAGE_SIZE * BITS_PER_BYTE)
+
 /**
  * struct ps_vm_stats - One VM's counters.
  * @private_pages:	gfns backed by a page of their own.
@@ -117,6 +121,13 @@ int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new);
  *		does PAGESHARE_OPEN_VM find it.
  * @limit:	The size limit of the pageshare mount whose file the VM is,
  *		or NULL; changed under @lock.
+ * @zero_map:	gfn / PS_ZERO_CHUNK -> a page of bits, one per gfn that a
+ *		PTE may map to a zero page (a hole that was read). A bit is
+ *		set and cleared under the xa_lock of @pages, and only while
+ *		its gfn is a hole: whoever fills the hole clears it and zaps.
+ * @zero:	Read-only zero pages that holes are mapped to, allocated on
+ *		the first read of a hole; gfn % PS_NR_ZERO picks one, so that
+ *		the vCPUs of one VM do not all wait for one page lock.
  */
 struct ps_vm {
 	struct inode *inode;
@@ -137,6 +148,8 @@ struct ps_vm {
 	u64 group;
 	bool published;
 	struct ps_size_limit *limit;
+	struct xarray zero_map;
+	struct page *zero[PS_NR_ZERO];
 };
 
 /**
@@ -280,7 +293,8 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
 		      const struct vm_fault *vmf);
 int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
 	     u32 *state);
-void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn);
+struct folio_batch;
+void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn, struct folio_batch *fbatch);
 
 /* migrate.c */
 extern const struct movable_operations ps_frame_mops;

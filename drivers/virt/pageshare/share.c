@@ -77,6 +77,7 @@
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/pagevec.h>
 #include <linux/percpu-rwsem.h>
 #include <linux/slab.h>
 #include <linux/xxhash.h>
@@ -286,10 +287,14 @@ static bool ps_frame_pinned(struct page *page)
  * A page for a new frame, near @nid, charged to @vm's memory cgroup (as
  * kernel memory: a module can charge nothing else outside a page cache),
  * locked, and movable through migrate.c before anyone can see it.
+ *
+ * Not from ZONE_MOVABLE (no __GFP_MOVABLE), though compaction moves it: a
+ * long-term pin of a page there must first migrate it out, which GUP can
+ * do only for LRU folios, and it would retry for ever on a frame.
  */
 static struct page *ps_frame_page_alloc(struct ps_vm *vm, int nid)
 {
-	gfp_t gfp = GFP_HIGHUSER_MOVABLE | __GFP_ACCOUNT | __GFP_NOWARN;
+	gfp_t gfp = GFP_HIGHUSER | __GFP_ACCOUNT | __GFP_NOWARN;
 	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
 	struct folio *folio = __folio_alloc_node(gfp, 0, nid);
 
@@ -873,6 +878,9 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
  * @vm: the VM, being destroyed or shrunk (nothing maps it), or punched
  *	(ps_vm_punch(), mapped or not).
  * @gfn: the gfn.
+ * @fbatch: where the page goes once released; the caller releases the
+ *	    batch (folio_batch_release()), which frees the pages nobody else
+ *	    holds with one LRU lock for all of them, as truncation does.
  *
  * The caller is inside ps_ops_begin(). A private page goes with its gfn; a
  * frame in shared state loses a sharer, and goes with its last one. The
@@ -885,7 +893,7 @@ int ps_query(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u32 *sharers,
  * the entry is the page, so none is left behind, and nothing of @vm reads
  * a frame through a PTE its mapcount counts but its sharers do not.
  */
-void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
+void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn, struct folio_batch *fbatch)
 {
 	struct ps_frame *frame;
 	struct page *page;
@@ -917,5 +925,8 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn)
 		atomic_long_dec(&ps_stats.saved_frames);
 	}
 out:
-	ps_unlock_gfns(page, NULL);
+	/* Our reference is most likely the last: let it go with others. */
+	folio_unlock(page_folio(page));
+	if (!folio_batch_add(fbatch, page_folio(page)))
+		folio_batch_release(fbatch);
 }

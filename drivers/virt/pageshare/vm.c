@@ -32,6 +32,7 @@
 #include <linux/mm.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
+#include <linux/pagevec.h>
 #include <linux/pseudo_fs.h>
 #include <linux/cred.h>
 #include <linux/sched/mm.h>
@@ -187,6 +188,7 @@ struct ps_vm *ps_vm_create(void)
 	/* From here on, kobject_put() frees the VM through ps_vm_free(). */
 	ps_vm_kobj_init(vm);
 	xa_init(&vm->pages);
+	xa_init(&vm->zero_map);
 	mutex_init(&vm->lock);
 	init_rwsem(&vm->resize_sem);
 	init_rwsem(&vm->policy_sem);
@@ -310,8 +312,32 @@ struct file *ps_vm_open_id(u32 id)
 void ps_vm_free(struct ps_vm *vm)
 {
 	xa_destroy(&vm->pages);
+	xa_destroy(&vm->zero_map);
 	mutex_destroy(&vm->lock);
 	kfree(vm);
+}
+
+/*
+ * Forgets which holes from @first on were read, while nothing maps the VM
+ * (a shrink, the teardown): no PTE can map them to a zero page.
+ */
+static void ps_vm_zero_trim(struct ps_vm *vm, pgoff_t first)
+{
+	unsigned long idx = first / PS_ZERO_CHUNK;
+	unsigned long *bits;
+
+	bits = xa_load(&vm->zero_map, idx);
+	if (bits && first % PS_ZERO_CHUNK) {
+		/* An add_to_physmap below @first may clear a bit of a word. */
+		xa_lock(&vm->pages);
+		bitmap_clear(bits, first % PS_ZERO_CHUNK,
+			     PS_ZERO_CHUNK - first % PS_ZERO_CHUNK);
+		xa_unlock(&vm->pages);
+	} else if (bits) {
+		kfree(xa_erase(&vm->zero_map, idx));
+	}
+	xa_for_each_start(&vm->zero_map, idx, bits, idx + 1)
+		kfree(xa_erase(&vm->zero_map, idx));
 }
 
 /*
@@ -333,20 +359,24 @@ void ps_vm_free(struct ps_vm *vm)
 
 static void ps_vm_free_range(struct ps_vm *vm, pgoff_t first, pgoff_t last)
 {
+	struct folio_batch fbatch;
 	unsigned long gfn;
 	unsigned int n = 0;
 	void *entry;
 
+	folio_batch_init(&fbatch);
 	ps_ops_begin();
 	xa_for_each_range(&vm->pages, gfn, entry, first, last) {
-		ps_release_gfn(vm, gfn);
+		ps_release_gfn(vm, gfn, &fbatch);
 		if (!(++n % PS_FREE_BATCH)) {
 			ps_ops_end();
+			folio_batch_release(&fbatch);
 			cond_resched();
 			ps_ops_begin();
 		}
 	}
 	ps_ops_end();
+	folio_batch_release(&fbatch);
 }
 
 /**
@@ -402,10 +432,16 @@ out:
  */
 void ps_vm_destroy(struct ps_vm *vm)
 {
+	int i;
+
 	WARN_ON(vm->nr_mappings);
 	/* Gone from sysfs, and no reader of it left, before anything is freed. */
 	kobject_del(&vm->kobj);
 	ps_vm_free_range(vm, 0, ULONG_MAX);
+	ps_vm_zero_trim(vm, 0);
+	for (i = 0; i < PS_NR_ZERO; i++)
+		if (vm->zero[i])
+			put_page(vm->zero[i]);
 	WARN_ON(atomic_long_read(&vm->stats.private_pages) ||
 		atomic_long_read(&vm->stats.shared_gfns) ||
 		atomic_long_read(&vm->stats.nominated_gfns));
@@ -458,6 +494,7 @@ int ps_vm_set_size(struct ps_vm *vm, u64 size)
 			WRITE_ONCE(vm->size, size);
 			xa_unlock(&vm->pages);
 			ps_vm_free_range(vm, size >> PAGE_SHIFT, ULONG_MAX);
+			ps_vm_zero_trim(vm, size >> PAGE_SHIFT);
 			WRITE_ONCE(vm->freeing, 0);
 		}
 	}
@@ -587,11 +624,14 @@ struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared)
  * lock that a shrink publishes the size under, and the entry comes out if
  * the gfn is no longer in the VM: nothing past the size survives a shrink.
  */
-static void *ps_vm_fill_hole_locked(struct ps_vm *vm, pgoff_t gfn, void *entry)
+static void *ps_vm_fill_hole_locked(struct ps_vm *vm, pgoff_t gfn, void *entry,
+				    bool *was_read)
 {
+	unsigned long *bits;
 	void *cur;
 
 	lockdep_assert_held(&vm->pages.xa_lock);
+	*was_read = false;
 	if (!ps_gfn_valid(vm, gfn))
 		return XA_ERROR(-ENXIO);
 	cur = __xa_cmpxchg(&vm->pages, gfn, NULL, entry,
@@ -600,7 +640,26 @@ static void *ps_vm_fill_hole_locked(struct ps_vm *vm, pgoff_t gfn, void *entry)
 		__xa_erase(&vm->pages, gfn);
 		cur = XA_ERROR(-ENXIO);
 	}
+	if (!cur) {
+		/* Every bit of the VM changes under this lock. */
+		bits = xa_load(&vm->zero_map, gfn / PS_ZERO_CHUNK);
+		*was_read = bits && __test_and_clear_bit(gfn % PS_ZERO_CHUNK, bits);
+	}
 	return cur;
+}
+
+/*
+ * A hole that was read became a page: no PTE may go on mapping it to a
+ * zero page. A read fault that found the hole holds that zero page's lock
+ * until its PTE is in, so, with the lock, this zap comes after it.
+ */
+static void ps_vm_zap_zero(struct ps_vm *vm, pgoff_t gfn)
+{
+	struct folio *zero = page_folio(vm->zero[gfn % PS_NR_ZERO]);
+
+	folio_lock(zero);
+	ps_vm_zap(vm, gfn);
+	folio_unlock(zero);
 }
 
 /**
@@ -616,12 +675,15 @@ static void *ps_vm_fill_hole_locked(struct ps_vm *vm, pgoff_t gfn, void *entry)
 int ps_vm_fill_hole(struct ps_vm *vm, pgoff_t gfn, void *entry)
 {
 	struct mem_cgroup *old_memcg = set_active_memcg(vm->memcg);
+	bool was_read;
 	void *cur;
 
 	xa_lock(&vm->pages);
-	cur = ps_vm_fill_hole_locked(vm, gfn, entry);
+	cur = ps_vm_fill_hole_locked(vm, gfn, entry, &was_read);
 	xa_unlock(&vm->pages);
 	set_active_memcg(old_memcg);
+	if (was_read)
+		ps_vm_zap_zero(vm, gfn);
 	if (!cur)
 		return 0;
 	return xa_is_err(cur) ? xa_err(cur) : -EEXIST;
@@ -656,8 +718,8 @@ struct page *ps_vm_get_page(struct ps_vm *vm, pgoff_t gfn,
 	struct address_space *mapping = vm->inode->i_mapping;
 	struct mem_cgroup *old_memcg;
 	struct folio *folio;
+	bool shared, was_read;
 	struct page *page;
-	bool shared;
 	void *cur;
 
 again:
@@ -681,12 +743,19 @@ again:
 
 	old_memcg = set_active_memcg(vm->memcg);	/* for xarray nodes too */
 	xa_lock(&vm->pages);
-	cur = ps_vm_fill_hole_locked(vm, gfn, folio_page(folio, 0));
+	cur = ps_vm_fill_hole_locked(vm, gfn, folio_page(folio, 0), &was_read);
 	set_active_memcg(old_memcg);
 	if (!cur) {
 		atomic_long_inc(&vm->stats.private_pages);
 		atomic_long_inc(&ps_stats.private_pages);
 		xa_unlock(&vm->pages);
+		/*
+		 * Before the page is unlocked: until then no fault can map it
+		 * and no write can land in it, so no task can see the write
+		 * while another still reads zeros there.
+		 */
+		if (was_read)
+			ps_vm_zap_zero(vm, gfn);
 		folio_unlock(folio);
 		return folio_page(folio, 0);
 	}
@@ -704,12 +773,123 @@ again:
 	goto again;
 }
 
+/* The zero page for @gfn, allocated on first use; NULL without memory. */
+static struct page *ps_vm_zero_page(struct ps_vm *vm, pgoff_t gfn)
+{
+	struct page **slot = &vm->zero[gfn % PS_NR_ZERO];
+	struct page *page = READ_ONCE(*slot), *old;
+	struct mem_cgroup *old_memcg;
+
+	if (page)
+		return page;
+	/* Not movable: a handful per VM, in ZONE_NORMAL like page tables. */
+	old_memcg = set_active_memcg(vm->memcg);
+	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN);
+	set_active_memcg(old_memcg);
+	if (!page)
+		return NULL;
+	old = cmpxchg(slot, NULL, page);
+	if (old) {
+		put_page(page);
+		page = old;
+	}
+	return page;
+}
+
+/* The bits for @gfn's chunk, allocated on first use; NULL without memory. */
+static unsigned long *ps_vm_zero_bits(struct ps_vm *vm, pgoff_t gfn)
+{
+	unsigned long idx = gfn / PS_ZERO_CHUNK;
+	unsigned long *bits = xa_load(&vm->zero_map, idx), *old;
+	struct mem_cgroup *old_memcg;
+
+	if (bits)
+		return bits;
+	old_memcg = set_active_memcg(vm->memcg);
+	bits = kzalloc(PAGE_SIZE, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (bits) {
+		old = xa_cmpxchg(&vm->zero_map, idx, NULL, bits,
+				 GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		if (old) {
+			kfree(bits);
+			bits = xa_is_err(old) ? NULL : old;
+		}
+	}
+	set_active_memcg(old_memcg);
+	return bits;
+}
+
+/*
+ * A read of a hole maps one of the VM's zero pages, read-only, and
+ * allocates nothing per gfn: QEMU's migration reads all of guest RAM, and
+ * a guest reads memory it never wrote. The first write (page_mkwrite)
+ * allocates. Whoever fills the hole (that write, a write through another
+ * mapping, add_to_physmap) clears the gfn's bit and zaps the gfn under the
+ * zero page's lock, which this fault holds from the moment it sees the
+ * hole until the core has installed its PTE: so no PTE can go on showing
+ * zeros over a page. Returns 0 to take the ordinary path (the gfn has a
+ * page, or there is no memory for the cheap way), else the fault's result.
+ */
+static vm_fault_t ps_vm_zero_fault(struct ps_vm *vm, struct vm_fault *vmf)
+{
+	pgoff_t gfn = vmf->pgoff;
+	unsigned long *bits;
+	struct folio *zero;
+	struct page *page;
+	bool hole, valid;
+
+	if (xa_load(&vm->pages, gfn) || !ps_gfn_valid(vm, gfn))
+		return 0;
+	bits = ps_vm_zero_bits(vm, gfn);
+	page = bits ? ps_vm_zero_page(vm, gfn) : NULL;
+	if (!page)
+		return 0;
+	zero = page_folio(page);
+	if (folio_lock_killable(zero))
+		return VM_FAULT_NOPAGE;
+	/*
+	 * The core's own handling of a poisoned page after ->fault would
+	 * unmap it through its mapping, which a zero page has not: such a
+	 * read takes the ordinary path and gets a page of its own.
+	 */
+	if (unlikely(PageHWPoison(page))) {
+		folio_unlock(zero);
+		return 0;
+	}
+	xa_lock(&vm->pages);
+	valid = ps_gfn_valid(vm, gfn);
+	hole = !xa_load(&vm->pages, gfn);
+	if (valid && hole)
+		__set_bit(gfn % PS_ZERO_CHUNK, bits);
+	xa_unlock(&vm->pages);
+	if (!valid || !hole) {
+		folio_unlock(zero);
+		return 0;
+	}
+	folio_get(zero);
+	vmf->page = folio_page(zero, 0);
+	return VM_FAULT_LOCKED;
+}
+
+/* Whether @page is the zero page that @gfn's hole is mapped to. */
+static bool ps_vm_is_zero(struct ps_vm *vm, pgoff_t gfn, struct page *page)
+{
+	return READ_ONCE(vm->zero[gfn % PS_NR_ZERO]) == page;
+}
+
 static vm_fault_t ps_vm_fault(struct vm_fault *vmf)
 {
 	struct ps_vm *vm = vmf->vma->vm_private_data;
 	struct folio *folio;
 	struct page *page;
+	vm_fault_t ret;
 	void *entry;
+
+	if (!(vmf->flags & FAULT_FLAG_WRITE)) {
+		ret = ps_vm_zero_fault(vm, vmf);
+		if (ret)
+			return ret;
+	}
 
 	page = ps_vm_get_page(vm, vmf->pgoff, vmf);
 	if (IS_ERR(page))
@@ -762,8 +942,24 @@ static vm_fault_t ps_vm_page_mkwrite(struct vm_fault *vmf)
 {
 	struct ps_vm *vm = vmf->vma->vm_private_data;
 	struct folio *folio = page_folio(vmf->page);
+	struct page *page;
 	void *entry;
 	int ret;
+
+	/*
+	 * A write to a hole that a read mapped to a zero page: this is its
+	 * first touch. The fill zaps the zero page's PTEs (and zapping here
+	 * too covers a fill by someone else that has not zapped yet); the
+	 * fault is retried and finds the new page.
+	 */
+	if (ps_vm_is_zero(vm, vmf->pgoff, vmf->page)) {
+		page = ps_vm_get_page(vm, vmf->pgoff, vmf);
+		if (IS_ERR(page))
+			return vmf_error(PTR_ERR(page));
+		put_page(page);
+		ps_vm_zap_zero(vm, vmf->pgoff);
+		return VM_FAULT_NOPAGE;
+	}
 
 	if (folio_lock_killable(folio))
 		return VM_FAULT_NOPAGE;

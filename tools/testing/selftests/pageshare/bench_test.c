@@ -222,11 +222,20 @@ static int vm_open(struct vm *v, size_t size)
 	return 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
+
+/*
+ * @populate: give every gfn a page. MAP_POPULATE would not: on a shared
+ * mapping it populates by reading, and a read of a hole maps a zero page.
+ */
 static int vm_map(struct vm *v, bool populate)
 {
-	v->mem = mmap(NULL, v->size, PROT_READ | PROT_WRITE,
-		      MAP_SHARED | (populate ? MAP_POPULATE : 0), v->fd, 0);
-	return v->mem == MAP_FAILED ? -1 : 0;
+	v->mem = mmap(NULL, v->size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->mem == MAP_FAILED)
+		return -1;
+	return populate ? madvise(v->mem, v->size, MADV_POPULATE_WRITE) : 0;
 }
 
 static void vm_unmap(struct vm *v)

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Guest RAM on pageshare moves like any other memory while a KVM guest
- * writes it: memory offline of a ZONE_MOVABLE block, NUMA migration with
- * move_pages() and compaction move its private pages and its shared
- * frames (their pfns change), and afterwards the guest and the host read
+ * writes it: memory offline of a ZONE_MOVABLE block and NUMA migration
+ * with move_pages() move its private pages, compaction moves private
+ * pages and shared frames (their pfns change; frames are kept out of
+ * ZONE_MOVABLE, see share.c), and afterwards the guest and the host read
  * intact bytes, the frames still have their sharers and the audit is
  * clean.
  *
@@ -59,6 +60,12 @@ static void *writer(void *arg)
 		atomic_store(&self->seed, seed);
 		atomic_fetch_add(&self->rounds, 1);
 		seed++;
+		/*
+		 * A breath between fills: memory offline waits for a work item
+		 * on every CPU (flushing slabs), and under nested emulation a
+		 * CPU that only runs a vCPU was seen not to run it for minutes.
+		 */
+		usleep(2000);
 	}
 	return NULL;
 }
@@ -294,10 +301,10 @@ TEST_F_TIMEOUT(mig, offline_moves_private_pages_and_frames, 600)
 	       atomic_load(&self->rounds));
 	ASSERT_LT(0, offlined) TH_LOG("none of the VM's pages is in a movable block");
 	EXPECT_LT(0, in_offlined[0]);
-	EXPECT_LT(0, in_offlined[1]);
+	/* Frames are not in ZONE_MOVABLE: none should be there. */
+	EXPECT_EQ(0, in_offlined[1]);
 	/* Everything in an offlined block moved (maybe more: a refault). */
 	EXPECT_LE(in_offlined[0], priv);
-	EXPECT_LE(in_offlined[1], frames);
 	check_bytes(_metadata, self);
 }
 
@@ -334,15 +341,21 @@ TEST_F_TIMEOUT(mig, move_pages_moves_private_pages, 600)
 	check_bytes(_metadata, self);
 }
 
-/* What compaction moves it moves intact; how much it moves is its choice. */
+/*
+ * What compaction moves it moves intact. How much it moves is its choice:
+ * up to three passes, until something of the VM's moved.
+ */
 TEST_F_TIMEOUT(mig, compaction_keeps_bytes, 600)
 {
-	int priv, frames;
+	int priv = 0, frames = 0, pass;
 
-	ASSERT_EQ(0, ps_write_file("/proc/sys/vm/compact_memory", "1"));
-	count_moved(self, &priv, &frames);
-	TH_LOG("compaction moved %d of %d private pages and %d of %d frame pages; %u guest fills",
-	       priv, NPRIV, frames, NFRAME, atomic_load(&self->rounds));
+	for (pass = 1; pass <= 3 && !priv && !frames; pass++) {
+		ASSERT_EQ(0, ps_write_file("/proc/sys/vm/compact_memory", "1"));
+		count_moved(self, &priv, &frames);
+	}
+	TH_LOG("compaction (%d passes) moved %d of %d private pages and %d of %d frame pages; %u guest fills",
+	       pass - 1, priv, NPRIV, frames, NFRAME, atomic_load(&self->rounds));
+	EXPECT_LT(0, priv + frames);
 	check_bytes(_metadata, self);
 }
 

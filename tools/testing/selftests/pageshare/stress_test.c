@@ -223,9 +223,11 @@ static void check_bytes(struct mvm *m, int gfn)
 	uint8_t want[PS_PAGE];
 	int f = m->frame[gfn];
 
+	/* A hole reads as zeros, and reading it allocates nothing. */
 	if (f < 0)
-		return;		/* reading would allocate: queries cover holes */
-	gen(&frames[f].c, want);
+		memset(want, 0, sizeof(want));
+	else
+		gen(&frames[f].c, want);
 	if (memcmp(want, m->g.mem + gfn * PS_PAGE, PS_PAGE))
 		fail("vm %ld gfn %d: bytes differ from the model", m - vms, gfn);
 }
@@ -575,13 +577,9 @@ static void op_host_read(void)
 	int gfn = pick_gfn();
 
 	snprintf(op, sizeof(op), "host read vm %ld gfn %d", m - vms, gfn);
-	if (m->frame[gfn] < 0) {
-		/* First touch by a read: a private zero page. */
-		if (m->g.mem[gfn * PS_PAGE])
-			fail("a hole read non-zero");
-		m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
-	}
+	/* A hole stays one: the read maps a zero page. */
 	check_bytes(m, gfn);
+	check_query(m, gfn);
 }
 
 static void op_guest_write(void)
@@ -608,8 +606,9 @@ static void op_guest_read(void)
 	if (ps_guest_sum(&m->g, gfn, 1, &sum))
 		fail("guest: %s", m->g.err);
 	if (m->frame[gfn] < 0)
-		m->frame[gfn] = new_frame((struct content){ .kind = C_ZERO });
-	gen(&frames[m->frame[gfn]].c, want);
+		memset(want, 0, sizeof(want));	/* still a hole */
+	else
+		gen(&frames[m->frame[gfn]].c, want);
 	if (sum != ps_host_sum(want, 1))
 		fail("guest read sum %#x, model %#x", sum, ps_host_sum(want, 1));
 }
@@ -681,13 +680,16 @@ static void op_release(int i)
 	snprintf(op, sizeof(op), "read and close the pipe holding page %d", h.f);
 	if (read(h.pipe[0], got, PS_PAGE) != PS_PAGE)
 		fail("reading a pipe: %s", strerror(errno));
-	gen(&frames[h.f].c, want);
+	if (h.f < 0)
+		memset(want, 0, sizeof(want));	/* a hole's zero page */
+	else
+		gen(&frames[h.f].c, want);
 	if (memcmp(want, got, PS_PAGE))
 		fail("a pipe read bytes its page never held (page %d)", h.f);
 	close(h.pipe[0]);
 	close(h.pipe[1]);
 	holds[i] = holds[--nholds];
-	if (!--frames[h.f].held && !frames[h.f].sharers)
+	if (h.f >= 0 && !--frames[h.f].held && !frames[h.f].sharers)
 		frames[h.f].used = false;
 }
 
@@ -702,15 +704,13 @@ static void op_hold(void)
 	if (nholds == MAXHOLDS)
 		op_release(rn(MAXHOLDS));
 	snprintf(op, sizeof(op), "vmsplice vm %ld gfn %d into a pipe", m - vms, gfn);
-	if (f < 0) {	/* a first touch, as by a read */
-		f = new_frame((struct content){ .kind = C_ZERO });
-		m->frame[gfn] = f;
-	}
+	/* A hole: the read maps the VM's zero page, and the pipe holds that. */
 	h = &holds[nholds];
 	if (pipe(h->pipe) || vmsplice(h->pipe[1], &iov, 1, 0) != PS_PAGE)
 		fail("vmsplice: %s", strerror(errno));
 	h->f = f;
-	frames[f].held++;
+	if (f >= 0)
+		frames[f].held++;
 	nholds++;
 }
 
