@@ -40,7 +40,7 @@
 #
 # Environment: QEMU, GUEST_KERNEL, GUEST_INITRD, GUEST_MIB (RAM, 96),
 # BUFFER_MIB (the pattern, 24), MIN_SAVED_MIB (20), BALLOON_MIB (32), PSDIR
-# (/run/pageshare), TIMEOUT (seconds per step, 300), BOOT_TIMEOUT (seconds
+# (/run/pageshare), TIMEOUT (seconds per step, 600), BOOT_TIMEOUT (seconds
 # per boot, 120), KSM_SECONDS (at most, for --demo's KSM run, 90).
 
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -49,7 +49,7 @@ GUEST_INITRD=${GUEST_INITRD:-/lib/guest.cpio.gz}
 GUEST_MIB=${GUEST_MIB:-96}
 BUFFER_MIB=${BUFFER_MIB:-24}
 MIN_SAVED_MIB=${MIN_SAVED_MIB:-20}
-TIMEOUT=${TIMEOUT:-300}
+TIMEOUT=${TIMEOUT:-600}
 KSM_SECONDS=${KSM_SECONDS:-90}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 BALLOON_MIB=${BALLOON_MIB:-32}
