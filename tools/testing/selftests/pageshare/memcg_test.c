@@ -23,13 +23,14 @@ FIXTURE(memcg) {
 	pid_t child;
 };
 
-static long memcg_stat(const char *dir, const char *key)
+/* @key's value in the cgroup's flat-keyed file @file; -1 without it. */
+static long memcg_read(const char *dir, const char *file, const char *key)
 {
 	char path[96], name[64];
 	long val, ret = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
@@ -40,22 +41,8 @@ static long memcg_stat(const char *dir, const char *key)
 	return ret;
 }
 
-static long memcg_event(const char *dir, const char *key)
-{
-	char path[96], name[64];
-	long val, ret = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/memory.events", dir);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fscanf(f, "%63s %ld", name, &val) == 2)
-		if (!strcmp(name, key))
-			ret = val;
-	fclose(f);
-	return ret;
-}
+#define memcg_stat(dir, key)	memcg_read(dir, "memory.stat", key)
+#define memcg_event(dir, key)	memcg_read(dir, "memory.events", key)
 
 /*
  * The child: joins the cgroup, creates a 32 MiB VM, then touches as many
