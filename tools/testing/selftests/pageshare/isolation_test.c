@@ -174,20 +174,6 @@ TEST_F(three, unshare_of_last_sharer_copies_when_the_frame_is_held)
 	last_sharer_writes(_metadata, self, PIPE, true);
 }
 
-/* The page frame number behind @p (root reads it from pagemap), or 0. */
-static uint64_t pfn_of(const void *p)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, sizeof(e), (uintptr_t)p / PS_PAGE * sizeof(e)) != sizeof(e))
-		e = 0;
-	close(fd);
-	return e & (1ULL << 63) ? e & ((1ULL << 55) - 1) : 0;
-}
-
 /*
  * The last sharer's write gets a copy in its VM's page cache, whether or
  * not something else (here a pipe) holds the frame: another page, and
@@ -202,13 +188,13 @@ TEST_F(three, last_sharer_gets_a_copy)
 
 	ASSERT_EQ(0, share_pair(self, 0, 9, 1, 9, 0x33));
 	ASSERT_EQ(0x33, *PAGE(0, 9));
-	pfn = pfn_of(PAGE(0, 9));
+	pfn = ps_pfn_of(PAGE(0, 9));
 	ASSERT_NE(0, pfn);
 	memset(PAGE(1, 9), 0x44, PS_PAGE);
 	ASSERT_EQ(0, ps_stats(self->fd[0], &st0));
 	memset(PAGE(0, 9), 0x55, PS_PAGE);
 	ASSERT_EQ(0, ps_stats(self->fd[0], &st1));
-	EXPECT_NE(pfn, pfn_of(PAGE(0, 9)));
+	EXPECT_NE(pfn, ps_pfn_of(PAGE(0, 9)));
 	EXPECT_EQ(st0.private_pages + 1, st1.private_pages);
 	EXPECT_EQ(st0.cow_breaks + 1, st1.cow_breaks);
 	EXPECT_TRUE(all_bytes(PAGE(0, 9), PS_PAGE, 0x55));
@@ -218,11 +204,11 @@ TEST_F(three, last_sharer_gets_a_copy)
 	memset(PAGE(0, 10), 0x66, PS_PAGE);
 	ASSERT_EQ(0, ps_nominate(self->fd[0], 10, &(uint64_t){0}, NULL));
 	ASSERT_EQ(0x66, *PAGE(0, 10));
-	pfn = pfn_of(PAGE(0, 10));
+	pfn = ps_pfn_of(PAGE(0, 10));
 	ASSERT_EQ(0, pipe(p));
 	ASSERT_EQ(PS_PAGE, vmsplice(p[1], &iov, 1, 0));
 	memset(PAGE(0, 10), 0x77, PS_PAGE);
-	EXPECT_NE(pfn, pfn_of(PAGE(0, 10)));
+	EXPECT_NE(pfn, ps_pfn_of(PAGE(0, 10)));
 	close(p[0]);
 	close(p[1]);
 }

@@ -76,20 +76,6 @@ static unsigned char frame_byte(uint64_t gfn)
 	return 0x80 + (gfn - FRAME_GFN) / 2;
 }
 
-static uint64_t pfn_of(const void *p)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, sizeof(e), (uintptr_t)p / PS_PAGE * sizeof(e)) != sizeof(e))
-		e = 0;
-	close(fd);
-	/* Present, and the pfn (root sees it). */
-	return (e >> 63) & 1 ? e & ((1ULL << 55) - 1) : 0;
-}
-
 /* Maps every page the test looks at and notes its pfn. */
 static void note_pfns(FIXTURE_DATA(mig) *self)
 {
@@ -97,7 +83,7 @@ static void note_pfns(FIXTURE_DATA(mig) *self)
 
 	for (gfn = PRIV_GFN; gfn < FRAME_GFN + NFRAME; gfn++) {
 		(void)*(volatile unsigned char *)(self->g.mem + gfn * PS_PAGE);
-		self->pfn[gfn] = pfn_of(self->g.mem + gfn * PS_PAGE);
+		self->pfn[gfn] = ps_pfn_of(self->g.mem + gfn * PS_PAGE);
 	}
 }
 
@@ -112,7 +98,7 @@ static void count_moved(FIXTURE_DATA(mig) *self, int *priv, int *frames)
 		if (gfn >= PRIV_GFN + NPRIV && gfn < FRAME_GFN)
 			continue;
 		(void)*(volatile unsigned char *)(self->g.mem + gfn * PS_PAGE);
-		pfn = pfn_of(self->g.mem + gfn * PS_PAGE);
+		pfn = ps_pfn_of(self->g.mem + gfn * PS_PAGE);
 		if (pfn && pfn != self->pfn[gfn])
 			(gfn < FRAME_GFN ? (*priv)++ : (*frames)++);
 	}

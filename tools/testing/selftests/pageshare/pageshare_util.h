@@ -185,6 +185,20 @@ static inline int ps_audit_all(void)
 	return ret;
 }
 
+/* The page frame number behind @p (root reads it from pagemap), or 0. */
+static inline uint64_t ps_pfn_of(const void *p)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e), (uintptr_t)p / PS_PAGE * sizeof(e)) != sizeof(e))
+		e = 0;
+	close(fd);
+	return e & (1ULL << 63) ? e & ((1ULL << 55) - 1) : 0;
+}
+
 static inline int ps_write_file(const char *path, const char *val)
 {
 	int fd = open(path, O_WRONLY), ret;
