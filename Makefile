@@ -3,7 +3,7 @@
 # pageshare, out of tree.
 #
 #   make            build drivers/virt/pageshare/pageshare.ko against KDIR
-#   make demo       two QEMU guests on /dev/pageshare, deduplicated, in the test VM
+#   make demo       two QEMU guests on a pageshare mount, deduplicated, in the test VM
 #   make check      every test (KUnit, kselftests, real KVM and QEMU guests) in the test VM
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make shell      the test VM with a shell on its console

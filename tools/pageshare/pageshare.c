@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * pageshare: the command-line agent of /dev/pageshare. It lists the VMs
+ * pageshare: the command-line agent of the pageshare module. It lists the VMs
  * and their counters, puts VMs in a share group, runs the audit, and
  * deduplicates guest memory (dedup.c) through libpageshare.
  */
@@ -154,7 +154,7 @@ static void usage_main(FILE *f)
 	fprintf(f,
 		"Usage: pageshare [--device PATH] [--sysfs DIR] COMMAND [OPTIONS]\n"
 		"\n"
-		"Page sharing between KVM guests whose memory comes from /dev/pageshare.\n"
+		"Page sharing between KVM guests whose memory comes from a pageshare mount.\n"
 		"\n"
 		"Commands:\n"
 		"  vms      list the VMs: owner, size, pages, share group, policy\n"
@@ -197,7 +197,7 @@ static void usage_vms(FILE *f)
 		"Usage: pageshare vms\n"
 		"\n"
 		"List the VMs from the module's sysfs directory (root only): id, the pid\n"
-		"and uid of the process that opened the device, size in MiB, private\n"
+		"and uid of the process that created the VM's file, size in MiB, private\n"
 		"pages, gfns in shared state, of those the ones alone on their frame\n"
 		"(nominated), share group (or -) and policy.\n");
 }
@@ -488,13 +488,13 @@ static int k_audit(void *ctx)
 	return pageshare_audit(((struct kernel *)ctx)->ctl);
 }
 
-/* Open the device for the privileged ioctls; it is an empty VM of its own. */
+/* The control node, for the privileged ioctls. */
 static int open_control(void)
 {
-	int fd = pageshare_vm_create();
+	int fd = pageshare_control_open();
 
 	if (fd < 0)
-		fail(pageshare_device_path(), PAGESHARE_OP_CREATE, fd);
+		fail(pageshare_device_path(), PAGESHARE_OP_CONTROL, fd);
 	return fd;
 }
 

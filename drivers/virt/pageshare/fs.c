@@ -15,7 +15,7 @@
  * A file's inode here only names the VM: the VM's memory hangs off its own
  * inode on the module's private filesystem (vm.c), whose address_space
  * the file's i_mapping points to. So a VM is the same object however it is
- * reached (this file, the device, PAGESHARE_OPEN_VM), and it lives until
+ * reached (this file or PAGESHARE_OPEN_VM), and it lives until
  * the last of them lets go of that inode: an unlinked file lives on while
  * a descriptor or a mapping of it does.
  *
@@ -35,9 +35,6 @@
 #include <linux/pageshare.h>
 
 #include "pageshare.h"
-
-/* "pshr" */
-#define PAGESHARE_FS_MAGIC	0x70736872
 
 enum { PS_OPT_UID, PS_OPT_GID, PS_OPT_MODE, PS_OPT_SIZE, PS_OPT_NR_INODES };
 
@@ -64,7 +61,7 @@ struct ps_fs_info {
 
 /**
  * ps_limit_resize() - Account a VM's size change against its mount's limit.
- * @limit: the mount's limit, or NULL for a VM of the device.
+ * @limit: the mount's limit, or NULL for a VM of no mount (KUnit's).
  * @old: the VM's size before.
  * @new: its size after.
  *
@@ -129,7 +126,7 @@ static struct inode *ps_fs_new_inode(struct super_block *sb, struct inode *dir,
 	return inode;
 }
 
-/* A regular file: a new VM, owned by the caller like a device open(). */
+/* A regular file: a new VM, owned by the caller that creates it. */
 static struct inode *ps_fs_new_file(struct inode *dir, umode_t mode)
 {
 	struct ps_fs_info *fsi = dir->i_sb->s_fs_info;
@@ -432,7 +429,7 @@ static int ps_fs_fill_super(struct super_block *sb, struct fs_context *fc)
 	sb->s_maxbytes = min_t(u64, PS_VM_SIZE_LIMIT, MAX_LFS_FILESIZE);
 	sb->s_blocksize = PAGE_SIZE;
 	sb->s_blocksize_bits = PAGE_SHIFT;
-	sb->s_magic = PAGESHARE_FS_MAGIC;
+	sb->s_magic = PAGESHARE_SUPER_MAGIC;
 	sb->s_op = &ps_fs_sops;
 	sb->s_time_gran = 1;
 	sb->s_iflags |= SB_I_NOEXEC | SB_I_NODEV;

@@ -2,9 +2,12 @@
 /*
  * pageshare: Xen-style memory page sharing for KVM guests.
  *
- * /dev/pageshare serves guest RAM: each open() is one VM's memory, which
- * the VMM maps with mmap(MAP_SHARED) and hands to KVM as memslots. This
- * file holds the device and its file operations; vm.c holds the memory.
+ * Each regular file of a pageshare filesystem (fs.c) is one VM's memory,
+ * which the VMM maps with mmap(MAP_SHARED) and hands to KVM as memslots.
+ * /dev/pageshare is the control node of a deduplication agent: it opens
+ * any VM by its id, and takes the sharing ioctls, the global counters and
+ * the audit, but it is no VM. This file holds the ioctls and the file
+ * operations of both; vm.c holds the memory.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -56,61 +59,13 @@ unsigned int ps_max_sharers = 1U << 20;
 module_param_named(max_sharers, ps_max_sharers, uint, 0644);
 MODULE_PARM_DESC(max_sharers, "Most gfns one frame may back (default 1048576)");
 
-static const struct file_operations ps_fops;
-
-static int ps_open(struct inode *inode, struct file *filp)
-{
-	struct ps_vm *vm;
-
-	/*
-	 * The VFS refuses O_DIRECT after ->open() for want of direct_IO; by
-	 * then the VM would have been in the table, where PAGESHARE_OPEN_VM
-	 * could find a file whose open() failed. Refuse it before.
-	 */
-	if (filp->f_flags & O_DIRECT)
-		return -EINVAL;
-
-	vm = ps_vm_create();
-	if (IS_ERR(vm))
-		return PTR_ERR(vm);
-
-	/*
-	 * Every open() of the device node shares its inode: give this file
-	 * the VM's own address_space, so that mappings and zapping are per VM.
-	 */
-	filp->f_mapping = vm->inode->i_mapping;
-	filp->private_data = vm;
-	/*
-	 * For PAGESHARE_OPEN_VM, which finds the VM in the table: published
-	 * last. An LSM's file_post_open hook may still refuse the open()
-	 * after this; an agent that opened the VM by id meanwhile holds a
-	 * VM nobody else will use, which goes when it closes it.
-	 */
-	ps_vm_publish(vm);
-	return 0;
-}
-
-/*
- * Called once the last fd is closed and the last mapping is gone: the VM
- * goes with its inode's last reference, which a descriptor that
- * PAGESHARE_OPEN_VM made may still hold.
- */
-static int ps_release(struct inode *inode, struct file *filp)
-{
-	struct ps_vm *vm = filp->private_data;
-
-	iput(vm->inode);
-	return 0;
-}
-
 static int ps_mmap(struct file *filp, struct vm_area_struct *vma)
 {
 	/*
 	 * Someone who may only read a VM file must not pick its size (nor,
 	 * by keeping it mapped, keep its owner from setting it).
 	 */
-	return ps_vm_mmap(filp->private_data, vma,
-			  (filp->f_mode & FMODE_WRITE) || filp->f_op == &ps_fops);
+	return ps_vm_mmap(filp->private_data, vma, filp->f_mode & FMODE_WRITE);
 }
 
 /* QEMU learns the size of a mem-path backend with lseek(fd, 0, SEEK_END). */
@@ -185,6 +140,7 @@ static int ps_ioctl_open_vm(void __user *argp)
 	return ps_open_vm(arg.id);
 }
 
+/* @vm is NULL on the control node: only the global counters. */
 static int ps_ioctl_get_stats(struct ps_vm *vm, void __user *argp)
 {
 	struct pageshare_stats st;
@@ -202,8 +158,7 @@ static int ps_ioctl_get_stats(struct ps_vm *vm, void __user *argp)
  */
 static bool ps_is_vm_file(const struct file *file)
 {
-	return file->f_op == &ps_fops || file->f_op == &ps_vm_file_fops ||
-	       file->f_op == &ps_vm_id_fops;
+	return file->f_op == &ps_vm_file_fops || file->f_op == &ps_vm_id_fops;
 }
 
 /*
@@ -459,38 +414,20 @@ static long ps_ioctl_batch(struct pageshare_batch __user *argp,
 	return ret;
 }
 
-static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
+/*
+ * What the control node and every VM descriptor take alike: the sharing
+ * operations name their VMs by descriptor in each entry, whichever
+ * descriptor they are issued on. -ENOIOCTLCMD for anything else.
+ */
+static long ps_ioctl_common(struct ps_vm *vm, unsigned int cmd, void __user *argp)
 {
-	struct ps_vm *vm = filp->private_data;
-	void __user *argp = (void __user *)arg;
 	long ret;
-
-	/*
-	 * A read-only descriptor may neither resize the VM nor change or
-	 * learn its policy: the group id is the right to join the group.
-	 */
-	switch (cmd) {
-	case PAGESHARE_SET_SIZE:
-	case PAGESHARE_SET_POLICY:
-	case PAGESHARE_GET_POLICY:
-		if (!(filp->f_mode & FMODE_WRITE))
-			return -EBADF;
-		break;
-	}
 
 	switch (cmd) {
 	case PAGESHARE_GET_API_VERSION:
 		return PAGESHARE_API_VERSION;
-	case PAGESHARE_SET_SIZE:
-		return ps_ioctl_set_size(vm, argp);
-	case PAGESHARE_GET_INFO:
-		return ps_ioctl_get_info(vm, argp);
 	case PAGESHARE_GET_STATS:
 		return ps_ioctl_get_stats(vm, argp);
-	case PAGESHARE_SET_POLICY:
-		return ps_ioctl_set_policy(vm, argp);
-	case PAGESHARE_GET_POLICY:
-		return ps_ioctl_get_policy(vm, argp);
 	case PAGESHARE_OPEN_VM:
 		return ps_ioctl_open_vm(argp);
 	case PAGESHARE_NOMINATE:
@@ -519,8 +456,49 @@ static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 		ret = ps_audit();
 		return min_t(long, ret, INT_MAX);
 	default:
-		return -ENOTTY;
+		return -ENOIOCTLCMD;
 	}
+}
+
+/* The control node is no VM: a VM's own ioctls are not for it. */
+static long ps_ctl_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
+{
+	long ret = ps_ioctl_common(NULL, cmd, (void __user *)arg);
+
+	return ret == -ENOIOCTLCMD ? -ENOTTY : ret;
+}
+
+static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
+{
+	struct ps_vm *vm = filp->private_data;
+	void __user *argp = (void __user *)arg;
+	long ret;
+
+	/*
+	 * A read-only descriptor may neither resize the VM nor change or
+	 * learn its policy: the group id is the right to join the group.
+	 */
+	switch (cmd) {
+	case PAGESHARE_SET_SIZE:
+	case PAGESHARE_SET_POLICY:
+	case PAGESHARE_GET_POLICY:
+		if (!(filp->f_mode & FMODE_WRITE))
+			return -EBADF;
+		break;
+	}
+
+	switch (cmd) {
+	case PAGESHARE_SET_SIZE:
+		return ps_ioctl_set_size(vm, argp);
+	case PAGESHARE_GET_INFO:
+		return ps_ioctl_get_info(vm, argp);
+	case PAGESHARE_SET_POLICY:
+		return ps_ioctl_set_policy(vm, argp);
+	case PAGESHARE_GET_POLICY:
+		return ps_ioctl_get_policy(vm, argp);
+	}
+	ret = ps_ioctl_common(vm, cmd, argp);
+	return ret == -ENOIOCTLCMD ? -ENOTTY : ret;
 }
 
 static void ps_show_fdinfo_file(struct seq_file *m, struct file *filp)
@@ -528,14 +506,14 @@ static void ps_show_fdinfo_file(struct seq_file *m, struct file *filp)
 	ps_show_fdinfo(filp->private_data, m);
 }
 
-static const struct file_operations ps_fops = {
+/*
+ * The control node. Its open() makes nothing: the node's mode (root's,
+ * 0600) is what keeps others out, and each ioctl checks what it needs.
+ */
+static const struct file_operations ps_ctl_fops = {
 	.owner		= THIS_MODULE,
-	.open		= ps_open,
-	.release	= ps_release,
-	.mmap		= ps_mmap,
-	.llseek		= ps_llseek,
-	.show_fdinfo	= ps_show_fdinfo_file,
-	.unlocked_ioctl	= ps_ioctl,
+	.open		= nonseekable_open,
+	.unlocked_ioctl	= ps_ctl_ioctl,
 	/* Every argument is fixed-size and 64-bit aligned. */
 	.compat_ioctl	= compat_ptr_ioctl,
 };
@@ -553,9 +531,8 @@ static long ps_fallocate(struct file *filp, int mode, loff_t offset, loff_t len)
 }
 
 /*
- * A VM's file other than the device's: a regular file on a pageshare
- * mount (fs.c sets private_data at open()) or a descriptor from
- * PAGESHARE_OPEN_VM. The VM goes with the inode, not with the file.
+ * A VM's file: a regular file on a pageshare mount (fs.c sets
+ * private_data at open()). The VM goes with the inode, not with the file.
  */
 const struct file_operations ps_vm_file_fops = {
 	.owner		= THIS_MODULE,
@@ -595,7 +572,7 @@ const struct file_operations ps_vm_id_fops = {
 static struct miscdevice ps_misc = {
 	.minor	= MISC_DYNAMIC_MINOR,
 	.name	= "pageshare",
-	.fops	= &ps_fops,
+	.fops	= &ps_ctl_fops,
 };
 
 static int __init ps_init(void)
@@ -614,7 +591,7 @@ static int __init ps_init(void)
 	ret = ps_mountfs_init();
 	if (ret)
 		goto err_sysfs;
-	/* Last: once it is there, a VM may be opened at any time. */
+	/* Last: once it is there, an agent may ask for any VM. */
 	ret = misc_register(&ps_misc);
 	if (ret)
 		goto err_mountfs;
@@ -633,9 +610,9 @@ err_share:
 
 /*
  * No VM can exist here. Whatever holds one pins the module until the VM's
- * teardown is over: a descriptor of the device or from PAGESHARE_OPEN_VM
- * through its operations (the teardown runs in ->release), a file of a
- * pageshare mount through the mount (it runs in the file's evict).
+ * teardown is over: a descriptor from PAGESHARE_OPEN_VM through its
+ * operations (the teardown runs in ->release), a file of a pageshare
+ * mount through the mount (it runs in the file's evict).
  */
 static void __exit ps_exit(void)
 {

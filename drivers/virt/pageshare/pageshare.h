@@ -2,7 +2,7 @@
 /*
  * pageshare: private declarations shared by the files of the driver.
  *
- *   main.c	the misc device, the VMs' file operations, the ioctl switch
+ *   main.c	the control node, the VMs' file operations, the ioctl switch
  *		and the batch runner
  *   fs.c	the pageshare filesystem: a VM per regular file
  *   vm.c	one VM's memory: its inode, its pages, the fault path,
@@ -89,7 +89,7 @@ struct ps_size_limit {
 int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new);
 
 /**
- * struct ps_vm - One VM's memory: what an open() of /dev/pageshare creates.
+ * struct ps_vm - One VM's memory: what a file of a pageshare mount names.
  * @inode:	Private inode. Its i_mapping is this VM's address_space, so
  *		its i_mmap lists exactly this VM's mappings and zapping a
  *		range of it reaches this VM and no other.

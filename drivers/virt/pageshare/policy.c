@@ -128,8 +128,8 @@ void ps_get_policy(struct ps_vm *vm, struct pageshare_policy *p)
  * @id: the VM's id.
  *
  * The caller has checked for CAP_SYS_ADMIN. The descriptor refers to the
- * VM itself (its inode), whether it came from the device or is a file on
- * a pageshare mount, linked or not: it takes every ioctl and mmap() as
+ * VM itself (its inode), whether its file on a pageshare mount is linked
+ * or not: it takes every ioctl and mmap() as
  * the owner's does, and keeps the VM alive until it is closed.
  *
  * Return: the descriptor; -ESRCH if no VM has the id, or if it is being

@@ -229,15 +229,18 @@ void ps_sysfs_exit(void)
 
 /**
  * ps_get_stats() - Fill in what PAGESHARE_GET_STATS reports.
- * @vm: the VM whose own counters to report.
+ * @vm: the VM whose own counters to report, or NULL (the control node):
+ *	the global ones only, the VM's fields left 0.
  * @st: zeroed by the caller.
  */
 void ps_get_stats(struct ps_vm *vm, struct pageshare_stats *st)
 {
-	st->private_pages = atomic_long_read(&vm->stats.private_pages);
-	st->shared_gfns = atomic_long_read(&vm->stats.shared_gfns);
-	st->nominated_gfns = atomic_long_read(&vm->stats.nominated_gfns);
-	st->cow_breaks = atomic_long_read(&vm->stats.cow_breaks);
+	if (vm) {
+		st->private_pages = atomic_long_read(&vm->stats.private_pages);
+		st->shared_gfns = atomic_long_read(&vm->stats.shared_gfns);
+		st->nominated_gfns = atomic_long_read(&vm->stats.nominated_gfns);
+		st->cow_breaks = atomic_long_read(&vm->stats.cow_breaks);
+	}
 	st->vms = atomic_long_read(&ps_stats.vms);
 	st->total_private_pages = atomic_long_read(&ps_stats.private_pages);
 	st->shared_frames = atomic_long_read(&ps_stats.shared_frames);

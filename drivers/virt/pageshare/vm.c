@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * One VM's memory: the file behind an open() of /dev/pageshare, its pages
+ * One VM's memory: what a file of a pageshare mount names, its pages
  * and the fault path that hands them to the VMM's mappings and, through
  * them, to KVM.
  *
@@ -99,9 +99,9 @@ struct ps_vm *ps_vms_next(unsigned long *id)
 
 /*
  * A VM lives exactly as long as its inode on the private filesystem: the
- * inode's last reference going (the device file's release, the evict of
- * a file on a pageshare mount, the last descriptor PAGESHARE_OPEN_VM
- * made) frees the VM. Every path to a VM holds that inode.
+ * inode's last reference going (the evict of a file on a pageshare
+ * mount, the last descriptor PAGESHARE_OPEN_VM made) frees the VM. Every
+ * path to a VM holds that inode.
  */
 static void ps_vm_evict_inode(struct inode *inode)
 {
@@ -264,8 +264,7 @@ void ps_vm_publish(struct ps_vm *vm)
  *
  * The file holds the VM's own inode, so it keeps the VM alive, maps its
  * memory, takes every ioctl, ftruncate() and fallocate(), whichever way
- * the VM was created (the device, a file on a pageshare mount, unlinked
- * or not). Its ->release (main.c) lets go of the VM's inode.
+ * its file on a pageshare mount is linked or not. Its ->release (main.c) lets go of the VM's inode.
  *
  * Context: Process context; takes ps_vms_mutex.
  * Return: the file; ERR_PTR(-ESRCH) if no published VM has the id or its
@@ -1044,7 +1043,7 @@ static const struct vm_operations_struct ps_vm_ops = {
  * @vm: the VM.
  * @vma: the new mapping.
  * @may_size: the mapping may give a VM without a size its size: the file
- *	      is open for writing, or its open() made the VM (the device).
+ *	      is open for writing.
  *
  * The first mapping of a VM whose size was never set sets it to the end
  * of the mapping: an unmodified QEMU only asks the size with lseek() and

@@ -3,9 +3,12 @@
  * pageshare: guest RAM for KVM served by the module, so that the pages
  * can be shared between guests with Xen-style handles.
  *
- * Each regular file of a pageshare filesystem (mount -t pageshare), and
- * each open() of /dev/pageshare, is one VM's memory. mmap(MAP_SHARED)
- * maps it; the page offset in the file is the guest frame number (gfn).
+ * Each regular file of a pageshare filesystem (mount -t pageshare) is one
+ * VM's memory. mmap(MAP_SHARED) maps it; the page offset in the file is
+ * the guest frame number (gfn). /dev/pageshare is the control node of a
+ * deduplication agent: it is no VM, and takes PAGESHARE_GET_API_VERSION,
+ * PAGESHARE_OPEN_VM, the sharing ioctls, PAGESHARE_GET_STATS (the global
+ * counters) and PAGESHARE_AUDIT; a VM's own ioctls fail on it with ENOTTY.
  * Documentation/virt/pageshare/api.rst describes every ioctl below, and
  * memory.rst the filesystem.
  */
@@ -25,8 +28,11 @@
  */
 #define PAGESHARE_IOCTL_TYPE	0xB9
 
+/* statfs()'s f_type on a pageshare mount: "pshr". */
+#define PAGESHARE_SUPER_MAGIC	0x70736872
+
 /* Returned by PAGESHARE_GET_API_VERSION. */
-#define PAGESHARE_API_VERSION	3
+#define PAGESHARE_API_VERSION	4
 
 /**
  * PAGESHARE_GET_API_VERSION - Report the version of this interface.
@@ -37,7 +43,8 @@
  * and PAGESHARE_OPEN_VM. Version 3 added the pageshare filesystem (a VM
  * per regular file, discard with fallocate(FALLOC_FL_PUNCH_HOLE)), and a
  * PAGESHARE_OPEN_VM descriptor is now a file of its own rather than the
- * owner's.
+ * owner's. Version 4 made /dev/pageshare a control node: its open() no
+ * longer makes a VM, and a VM is a file of a pageshare mount only.
  */
 #define PAGESHARE_GET_API_VERSION	_IO(PAGESHARE_IOCTL_TYPE, 0x00)
 
@@ -180,10 +187,10 @@ struct pageshare_open_vm {
 /**
  * PAGESHARE_OPEN_VM - Get a descriptor of any VM, by its id.
  *
- * For a privileged deduplication agent (CAP_SYS_ADMIN), which may be issued
- * on any VM descriptor (of /dev/pageshare, say). The new descriptor is a
- * read-write file of the VM itself (close-on-exec set), however the VM was
- * made (a file on a pageshare mount, linked or not, or the device): it
+ * For a privileged deduplication agent (CAP_SYS_ADMIN), issued on the
+ * control node /dev/pageshare (or on any VM descriptor). The new
+ * descriptor is a read-write file of the VM itself (close-on-exec set),
+ * whether the VM's file on its mount is linked or not: it
  * takes every ioctl, mmap() and fallocate(), and it keeps the VM alive
  * until closed, so an agent closes the descriptors of VMs whose VMM
  * exited.
@@ -203,8 +210,8 @@ struct pageshare_open_vm {
 
 /*
  * Sharing. A VM is named by a descriptor of it that the caller holds (a
- * file of a pageshare mount, /dev/pageshare, or from PAGESHARE_OPEN_VM);
- * the ioctls may be issued on any such descriptor. Every
+ * file of a pageshare mount, or from PAGESHARE_OPEN_VM); the ioctls may be
+ * issued on any such descriptor or on the control node /dev/pageshare. Every
  * operation has a single form, which returns 0 or -1 with errno, and a
  * batch form (struct pageshare_batch), which stores a result per entry.
  *
@@ -498,6 +505,7 @@ struct pageshare_stats {
 /**
  * PAGESHARE_GET_STATS - This VM's counters and the global ones.
  *
+ * On the control node, which is no VM, the VM's own fields are 0.
  * Documentation/virt/pageshare/api.rst (3.10) lists every counter and
  * where else it is shown (fdinfo, /sys/kernel/pageshare/).
  *

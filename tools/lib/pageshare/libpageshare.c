@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1 OR BSD-2-Clause
 /*
- * libpageshare: thin wrappers of the /dev/pageshare ioctls that return
+ * libpageshare: thin wrappers of the pageshare ioctls that return
  * -errno, batch wrappers that take any number of entries, readers of
  * /sys/kernel/pageshare/, and the meaning of each errno per operation.
  */
 
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "pageshare.h"
@@ -62,11 +64,36 @@ static int ps_ioctl(int fd, unsigned long req, void *arg)
 	return ret < 0 ? -errno : ret;
 }
 
-int pageshare_vm_create(void)
+int pageshare_control_open(void)
 {
 	int fd = open(pageshare_device_path(), O_RDWR | O_CLOEXEC);
 
 	return fd < 0 ? -errno : fd;
+}
+
+int pageshare_vm_create(const char *dir)
+{
+	struct statfs sf;
+	int fd;
+
+	/*
+	 * O_TMPFILE works on most filesystems: a file made elsewhere would
+	 * be ordinary memory that nothing here can share.
+	 */
+	fd = open(dir ? dir : PAGESHARE_MOUNT_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == EOPNOTSUPP ? -EMEDIUMTYPE : -errno;
+	if (fstatfs(fd, &sf)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	if (sf.f_type != PAGESHARE_SUPER_MAGIC) {
+		close(fd);
+		return -EMEDIUMTYPE;
+	}
+	return fd;
 }
 
 int pageshare_vm_open_id(int ctl_fd, uint64_t id)
@@ -423,6 +450,19 @@ static const char *ps_op_error(enum pageshare_op op, int err)
 	case PAGESHARE_OP_CREATE:
 		switch (err) {
 		case ENOENT:
+			return "no such directory (mount -t pageshare none <dir>)";
+		case EMEDIUMTYPE:
+			return "not a pageshare mount: mount -t pageshare none <dir>";
+		case ENOSPC:
+			return "the mount has its nr_inodes files, or every VM id is in use";
+		case EACCES:
+		case EPERM:
+			return "no permission to create a file in that directory";
+		}
+		break;
+	case PAGESHARE_OP_CONTROL:
+		switch (err) {
+		case ENOENT:
 			return "no such device node: is the pageshare module loaded?";
 		case ENXIO:
 		case ENODEV:
@@ -566,9 +606,9 @@ const char *pageshare_strerror(enum pageshare_op op, int err)
 	/* Meanings that hold for every operation on a descriptor. */
 	switch (err) {
 	case EBADF:
-		return "not an open /dev/pageshare descriptor";
+		return "not an open descriptor of a pageshare VM";
 	case ENOTTY:
-		return "not a /dev/pageshare descriptor, or a module too old for this call";
+		return "not a pageshare descriptor, a VM's own call on the control node, or a module too old for it";
 	case EFAULT:
 		return "bad address";
 	case ENOMEM:

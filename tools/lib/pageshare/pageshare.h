@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1 OR BSD-2-Clause */
 /*
- * libpageshare: a C interface to /dev/pageshare and /sys/kernel/pageshare/.
+ * libpageshare: a C interface to the files of a pageshare mount (the VMs),
+ * the control node /dev/pageshare, and /sys/kernel/pageshare/.
  *
  * Every function that can fail returns 0 (or a non-negative value) on
  * success and a negative errno on failure; none prints or exits.
@@ -23,12 +24,13 @@
 extern "C" {
 #endif
 
-/* The device and the sysfs directory the library uses by default. */
+/* The control node, mount and sysfs directory the library uses by default. */
 #define PAGESHARE_DEVICE_PATH	"/dev/pageshare"
+#define PAGESHARE_MOUNT_DIR	"/run/pageshare"
 #define PAGESHARE_SYSFS_ROOT	"/sys/kernel/pageshare"
 
 /* The version of this library (its soname carries the major number). */
-#define PAGESHARE_LIB_VERSION	"1.0.0"
+#define PAGESHARE_LIB_VERSION	"2.0.0"
 
 /**
  * pageshare_set_device_path() - Use another device node than /dev/pageshare.
@@ -41,28 +43,42 @@ extern "C" {
 int pageshare_set_device_path(const char *path);
 
 /**
- * pageshare_device_path() - The device node pageshare_vm_create() opens.
+ * pageshare_device_path() - The node pageshare_control_open() opens.
  *
  * Return: the path.
  */
 const char *pageshare_device_path(void);
 
 /**
- * pageshare_vm_create() - Create a VM: open the device.
+ * pageshare_control_open() - Open the control node, as an agent does.
  *
- * Each open of the device is a new VM, with no size and no pages, in no
- * share group. The descriptor is close-on-exec. A VM of size 0 also serves
- * as a control descriptor for PAGESHARE_OPEN_VM, the sharing ioctls and
- * the audit.
+ * The control node is no VM: it takes pageshare_vm_open_id(), the sharing
+ * calls, pageshare_get_stats() (the global counters) and
+ * pageshare_audit(). The descriptor is close-on-exec.
  *
- * Return: the VM's file descriptor, or a negative errno (-ENOENT when the
- * module is not loaded, -EACCES without the right to open the node).
+ * Return: the descriptor, or a negative errno (-ENOENT when the module is
+ * not loaded, -EACCES without the right to open the node: root's, 0600).
  */
-int pageshare_vm_create(void);
+int pageshare_control_open(void);
+
+/**
+ * pageshare_vm_create() - Create a VM: an unnamed file of a pageshare mount.
+ * @dir: a directory of a pageshare mount, or NULL for PAGESHARE_MOUNT_DIR.
+ *
+ * The new VM has no size and no pages, and is in no share group. It is
+ * an O_TMPFILE file, as QEMU's mem-path=<directory> makes (which QEMU
+ * then unlinks): it goes with its last descriptor and mapping. The
+ * descriptor is close-on-exec and read-write; its file mode is 0600.
+ *
+ * Return: the VM's descriptor, or a negative errno: -ENOENT (no such
+ * directory), -EMEDIUMTYPE (@dir is not on a pageshare mount: mount -t
+ * pageshare none @dir), -EACCES, -ENOSPC (the mount's nr_inodes).
+ */
+int pageshare_vm_create(const char *dir);
 
 /**
  * pageshare_vm_open_id() - Get a descriptor of an existing VM, by its id.
- * @ctl_fd: any /dev/pageshare descriptor.
+ * @ctl_fd: the control node, or any VM's descriptor.
  * @id: the VM's id, as in /sys/kernel/pageshare/vm/<id>.
  *
  * Needs CAP_SYS_ADMIN. The descriptor keeps the VM alive until closed.
@@ -74,9 +90,9 @@ int pageshare_vm_open_id(int ctl_fd, uint64_t id);
 
 /**
  * pageshare_api_version() - The running module's PAGESHARE_API_VERSION.
- * @fd: a /dev/pageshare descriptor.
+ * @fd: the control node or a VM's descriptor.
  *
- * Return: the version (2 or later for everything in this library), or a
+ * Return: the version (4 or later for everything in this library), or a
  * negative errno.
  */
 int pageshare_api_version(int fd);
@@ -146,7 +162,7 @@ int pageshare_join_group(int fd, uint64_t group, uint32_t flags);
 
 /**
  * pageshare_nominate() - Nominate one gfn (PAGESHARE_NOMINATE).
- * @fd: any /dev/pageshare descriptor; @e->vm names the VM.
+ * @fd: the control node or any VM's descriptor; @e->vm names the VM.
  * @e: the entry; @e->handle and @e->hash are filled in.
  *
  * Return: 0, or a negative errno (-ENODATA for a hole, -EBUSY for a pinned
@@ -156,7 +172,7 @@ int pageshare_nominate(int fd, struct pageshare_nominate *e);
 
 /**
  * pageshare_share() - Share one client gfn into a source (PAGESHARE_SHARE).
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entry.
  *
  * Return: 0, or a negative errno (-ESTALE, -EIDRM, -EILSEQ, -EACCES, ...).
@@ -165,7 +181,7 @@ int pageshare_share(int fd, struct pageshare_share *e);
 
 /**
  * pageshare_add_to_physmap() - Map a shared frame into one hole.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entry.
  *
  * Return: 0, or a negative errno (-EEXIST if the client gfn has a page).
@@ -174,7 +190,7 @@ int pageshare_add_to_physmap(int fd, struct pageshare_add_to_physmap *e);
 
 /**
  * pageshare_unshare() - Give one gfn a private page again.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entry.
  *
  * Return: 0, or a negative errno.
@@ -183,7 +199,7 @@ int pageshare_unshare(int fd, struct pageshare_unshare *e);
 
 /**
  * pageshare_query() - Tell what backs one gfn.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entry; @e->handle, @e->sharers and @e->state are filled in.
  *
  * Return: 0, or a negative errno.
@@ -202,7 +218,7 @@ int pageshare_query(int fd, struct pageshare_query *e);
 
 /**
  * pageshare_nominate_batch() - Nominate many gfns.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entries; set PAGESHARE_NOMINATE_HASH in their flags for hashes.
  * @count: number of entries, any.
  * @done: set to the number of entries processed; may be NULL.
@@ -213,7 +229,7 @@ int pageshare_nominate_batch(int fd, struct pageshare_nominate *e, size_t count,
 
 /**
  * pageshare_share_batch() - Share many client gfns into sources.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entries.
  * @count: number of entries, any.
  * @done: set to the number of entries processed; may be NULL.
@@ -224,7 +240,7 @@ int pageshare_share_batch(int fd, struct pageshare_share *e, size_t count, size_
 
 /**
  * pageshare_add_to_physmap_batch() - Map shared frames into many holes.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entries.
  * @count: number of entries, any.
  * @done: set to the number of entries processed; may be NULL.
@@ -236,7 +252,7 @@ int pageshare_add_to_physmap_batch(int fd, struct pageshare_add_to_physmap *e, s
 
 /**
  * pageshare_unshare_batch() - Give many gfns private pages again.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entries.
  * @count: number of entries, any.
  * @done: set to the number of entries processed; may be NULL.
@@ -247,7 +263,7 @@ int pageshare_unshare_batch(int fd, struct pageshare_unshare *e, size_t count, s
 
 /**
  * pageshare_query_batch() - Tell what backs many gfns.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  * @e: the entries.
  * @count: number of entries, any.
  * @done: set to the number of entries processed; may be NULL.
@@ -258,7 +274,8 @@ int pageshare_query_batch(int fd, struct pageshare_query *e, size_t count, size_
 
 /**
  * pageshare_get_stats() - A VM's counters and the module-wide ones.
- * @fd: the VM's descriptor (any, for the module-wide counters only).
+ * @fd: the VM's descriptor, or the control node (the module-wide counters only,
+ *	the VM's fields 0).
  * @st: filled in.
  *
  * Return: 0, or a negative errno.
@@ -267,7 +284,7 @@ int pageshare_get_stats(int fd, struct pageshare_stats *st);
 
 /**
  * pageshare_audit() - Check every invariant of every VM and frame.
- * @fd: any /dev/pageshare descriptor.
+ * @fd: the control node or any VM's descriptor.
  *
  * Needs CAP_SYS_ADMIN. Each problem found is described in the kernel log.
  *
@@ -294,7 +311,7 @@ struct pageshare_global_stats {
 /**
  * struct pageshare_vm_stat - One VM, from /sys/kernel/pageshare/vm/<id>/.
  * @id:			The VM's id.
- * @pid:		Process id of the task that opened the device.
+ * @pid:		Process id of the task that created the VM's file.
  * @uid:		Its user id.
  * @size:		Bytes of guest RAM (0 until set).
  * @group:		Share group, 0 for none.
@@ -374,7 +391,8 @@ void pageshare_free_vm_list(struct pageshare_vm_stat *vms);
 
 /**
  * enum pageshare_op - The operations pageshare_strerror() knows about.
- * @PAGESHARE_OP_CREATE:	pageshare_vm_create(), opening the device.
+ * @PAGESHARE_OP_CREATE:	pageshare_vm_create(), a file of a mount.
+ * @PAGESHARE_OP_CONTROL:	pageshare_control_open().
  * @PAGESHARE_OP_OPEN_VM:	pageshare_vm_open_id().
  * @PAGESHARE_OP_API_VERSION:	pageshare_api_version().
  * @PAGESHARE_OP_SET_SIZE:	pageshare_set_size().
@@ -393,6 +411,7 @@ void pageshare_free_vm_list(struct pageshare_vm_stat *vms);
  */
 enum pageshare_op {
 	PAGESHARE_OP_CREATE,
+	PAGESHARE_OP_CONTROL,
 	PAGESHARE_OP_OPEN_VM,
 	PAGESHARE_OP_API_VERSION,
 	PAGESHARE_OP_SET_SIZE,

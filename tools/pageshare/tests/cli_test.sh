@@ -142,11 +142,11 @@ run 1 "group without the device" --device "$TMP/none" group 1 3
 
 # /dev/null opens, but is no /dev/pageshare: every ioctl fails with ENOTTY.
 run 1 "dedup on a device that is not pageshare" --device /dev/null --sysfs "$S" dedup --quiet
-has err "^pageshare: open VM 1: not a /dev/pageshare descriptor" "dedup: open VM 1 fails"
+has err "^pageshare: open VM 1: not a pageshare descriptor" "dedup: open VM 1 fails"
 run 1 "dedup --vm on a device that is not pageshare" --device /dev/null dedup --vm 3
 has err "^pageshare: open VM 3: " "dedup --vm 3: open VM 3 fails"
 run 1 "audit on a device that is not pageshare" --device /dev/null audit
-has err "^pageshare: audit: not a /dev/pageshare descriptor" "audit: the message"
+has err "^pageshare: audit: not a pageshare descriptor" "audit: the message"
 run 1 "group on a device that is not pageshare" --device /dev/null group 1 3
 has err "^pageshare: open VM 1: " "group: open VM 1 fails"
 

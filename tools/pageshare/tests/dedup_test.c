@@ -612,7 +612,7 @@ static void test_vanished(void)
 	fk_add_vm(&fk, 1, 4, 0xd, 0);
 	fk_add_vm(&fk, 2, 4, 0xd, 0);
 	fk_add_vm(&fk, 4, 4, 0xd, 0)->exists = false;
-	fk_add_vm(&fk, 6, 0, 0, 0);	/* a control descriptor: size 0 */
+	fk_add_vm(&fk, 6, 0, 0, 0);	/* a file not sized yet */
 	fill(&fk, 1, 0, 0xb);
 	fill(&fk, 2, 0, 0xb);
 	ok(!fk_pass(&fk, &res), "vanished: pass succeeds");

@@ -270,8 +270,8 @@ static void test_strerror(void)
 	   "strerror: nominate ENODATA");
 	ok(strstr(pageshare_strerror(PAGESHARE_OP_OPEN_VM, EPERM), "CAP_SYS_ADMIN"),
 	   "strerror: open_vm EPERM");
-	ok(strstr(pageshare_strerror(PAGESHARE_OP_CREATE, ENOENT), "module"),
-	   "strerror: create ENOENT");
+	ok(strstr(pageshare_strerror(PAGESHARE_OP_CONTROL, ENOENT), "module"),
+	   "strerror: control ENOENT");
 	ok(strstr(pageshare_strerror(PAGESHARE_OP_SET_POLICY, EBUSY), "unshare"),
 	   "strerror: set_policy EBUSY");
 	ok(!strcmp(pageshare_strerror(PAGESHARE_OP_SHARE, EDOM), strerror(EDOM)),
@@ -387,9 +387,32 @@ static void test_device(void)
 {
 	ok(!strcmp(pageshare_device_path(), PAGESHARE_DEVICE_PATH), "device: default path");
 	pageshare_set_device_path("/nonexistent/pageshare");
-	ok(pageshare_vm_create() == -ENOENT, "device: a missing node: -ENOENT");
+	ok(pageshare_control_open() == -ENOENT, "device: a missing node: -ENOENT");
 	pageshare_set_device_path(NULL);
 	ok(!strcmp(pageshare_device_path(), PAGESHARE_DEVICE_PATH), "device: default again");
+}
+
+/* A VM is a file of a pageshare mount, and of nothing else. */
+static void test_create(void)
+{
+	char dir[] = "/dev/shm/pageshare-lib.XXXXXX";
+	int ret;
+
+	ok(pageshare_vm_create("/nonexistent/pageshare") == -ENOENT,
+	   "create: a missing directory: -ENOENT");
+	/* tmpfs makes O_TMPFILE files: the library must refuse them. */
+	if (!mkdtemp(dir)) {
+		diag("mkdtemp %s: %s", dir, strerror(errno));
+		ok(0, "create: a tmpfs directory: -EMEDIUMTYPE");
+		return;
+	}
+	ret = pageshare_vm_create(dir);
+	ok(ret == -EMEDIUMTYPE, "create: a tmpfs directory: -EMEDIUMTYPE (got %d)", ret);
+	if (ret >= 0)
+		close(ret);
+	rmdir(dir);
+	ok(strstr(pageshare_strerror(PAGESHARE_OP_CREATE, EMEDIUMTYPE), "mount"),
+	   "strerror: create EMEDIUMTYPE names the mount");
 }
 
 int main(void)
@@ -400,6 +423,7 @@ int main(void)
 	test_strerror();
 	test_sysfs();
 	test_device();
+	test_create();
 	fake_reset(0);
 	free(fake.seen);
 	return tap_done();

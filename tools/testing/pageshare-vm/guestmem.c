@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * guestmem: /init of the small Linux guest that the real-QEMU test and
- * make demo boot twice, with RAM from /dev/pageshare. It fills a buffer with
+ * make demo boot twice, with RAM from a pageshare mount. It fills a buffer with
  * a known pattern, the same in every guest (so the agent finds it twice),
  * and answers commands on its console, so that the host can see that
  * deduplication and copy-on-write never change what a guest reads:

@@ -217,7 +217,7 @@ TEST_F(vms, agent_opens_vms_by_id)
 	struct pageshare_open_vm o = { 0 };
 	int agent, fd;
 
-	agent = ps_open_alone();	/* any descriptor will do */
+	agent = ps_control();
 	ASSERT_LE(0, agent);
 	ASSERT_LT(0, id);
 	fd = open_vm(agent, id);
@@ -344,8 +344,9 @@ TEST(sysfs_is_root_only)
 
 /*
  * An open() that fails must never have been a VM anyone could open by id.
- * O_DIRECT is refused by the VFS after the driver's open() (no direct_IO):
- * an agent that looks up the next ids meanwhile must find nothing.
+ * O_DIRECT is refused by the VFS after an O_TMPFILE's inode is made (no
+ * direct_IO): an agent that looks up the next ids meanwhile must find
+ * nothing.
  */
 struct opener {
 	int agent;		/* a descriptor to ask with, opened first */
@@ -389,8 +390,7 @@ TEST(failed_open_is_never_a_vm)
 	int fd, i;
 
 	REQUIRE_DEVICE();
-	/* The agent's own VM must not be among the ids it asks for. */
-	o.agent = ps_open_alone();
+	o.agent = ps_control();
 	ASSERT_LE(0, o.agent);
 	fd = ps_open_alone();
 	ASSERT_LE(0, fd);
@@ -400,7 +400,7 @@ TEST(failed_open_is_never_a_vm)
 	ASSERT_EQ(0, pthread_create(&t, NULL, open_by_id, &o));
 	t0 = time(NULL);
 	for (i = 0; i < 3000 && time(NULL) - t0 < 10; i++) {
-		fd = open(PS_DEV, O_RDWR | O_DIRECT);
+		fd = open(ps_dir() ?: PS_DIR, O_TMPFILE | O_RDWR | O_DIRECT, 0600);
 		if (fd >= 0) {
 			close(fd);
 			break;
@@ -410,7 +410,7 @@ TEST(failed_open_is_never_a_vm)
 	}
 	atomic_store(&o.stop, 1);
 	pthread_join(t, NULL);
-	EXPECT_GT(0, fd) TH_LOG("O_DIRECT opened /dev/pageshare");
+	EXPECT_GT(0, fd) TH_LOG("O_DIRECT opened a VM file");
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_EQ(0, o.got)
 		TH_LOG("OPEN_VM gave %ld descriptors of VMs whose open() failed, the first of VM %ld, opened by pid %ld (this is %d)",

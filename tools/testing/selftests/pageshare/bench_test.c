@@ -836,8 +836,7 @@ static int bench_guest_memory(void)
 /*
  * What a balloon's discard costs: every page of a region written, then
  * the whole region punched out with fallocate(PUNCH_HOLE), on a pageshare
- * VM (through a PAGESHARE_OPEN_VM file: the device cannot punch) and on
- * shmem (memfd). The value is pageshare's MiB/s, the target shmem's,
+ * VM file and on shmem (memfd). The value is pageshare's MiB/s, the target shmem's,
  * measured in the same run.
  */
 static double punch_mib_per_s(int fd, unsigned char *mem, size_t size)
@@ -859,22 +858,16 @@ static int bench_discard(void)
 	struct result *rd = result("discard_mib_per_s", "MiB/s", "higher", 0);
 	int reps = full ? 5 : 1, r, fd;
 	double ps[8], sh[8];
-	struct pageshare_open_vm o = { 0 };
 	struct pageshare_vm_info info;
 	unsigned char *mem;
 	struct vm v;
 
 	for (r = -1; r < reps; r++) {
 		CHECK(!vm_open(&v, size) && !vm_map(&v, false), "VM: %m");
-		CHECK(!ps_info(v.fd, &info), "GET_INFO: %m");
-		o.id = info.id;
-		fd = ioctl(v.fd, PAGESHARE_OPEN_VM, &o);
-		CHECK(fd >= 0, "OPEN_VM: %m");
 		if (r >= 0)
-			ps[r] = punch_mib_per_s(fd, v.mem, size);
+			ps[r] = punch_mib_per_s(v.fd, v.mem, size);
 		CHECK(!ps_info(v.fd, &info) && !info.private_pages,
 		      "%llu pages left after the punch", (unsigned long long)info.private_pages);
-		close(fd);
 		vm_close(&v);
 
 		fd = memfd_create("bench", MFD_CLOEXEC);

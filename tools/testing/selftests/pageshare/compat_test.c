@@ -85,7 +85,7 @@ TEST(thirty_two_bit_caller)
 	EXPECT_EQ(MIB, info.size);
 	ASSERT_EQ(0, ioctl(fd[1], PAGESHARE_GET_POLICY, &p));
 	EXPECT_NE(0, p.group);
-	agent = ps_open_alone();
+	agent = ps_control();
 	ASSERT_LE(0, agent);
 	o.id = info.id;
 	vfd = ioctl(agent, PAGESHARE_OPEN_VM, &o);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * /dev/pageshare as a VMM sees it: one VM per open(), its size, its
- * mappings, its pages, and a documented errno for every bad request.
+ * A VM's file as a VMM sees it: one VM per file of a pageshare mount, its
+ * size, its mappings, its pages, and a documented errno for every bad
+ * request; and /dev/pageshare, the agent's control node, which is no VM.
  */
 
 #define _GNU_SOURCE
@@ -29,13 +30,79 @@ static bool all_bytes(const void *p, int byte, size_t len)
 
 TEST(api_version)
 {
-	int fd;
+	int fd, ctl;
 
 	REQUIRE_DEVICE();
 	fd = ps_open();
 	ASSERT_LE(0, fd);
 	EXPECT_EQ(PAGESHARE_API_VERSION, ioctl(fd, PAGESHARE_GET_API_VERSION));
+	ctl = ps_control();
+	ASSERT_LE(0, ctl);
+	EXPECT_EQ(PAGESHARE_API_VERSION, ioctl(ctl, PAGESHARE_GET_API_VERSION));
+	close(ctl);
 	close(fd);
+}
+
+/*
+ * Opening the control node makes no VM, and it takes none of a VM's own
+ * ioctls, mmap() or fallocate(); the agent's ioctls work on it.
+ */
+TEST(control_node_is_no_vm)
+{
+	struct pageshare_policy p = { .flags = PAGESHARE_POLICY_NEW_GROUP };
+	struct pageshare_size sz = { .size = MIB };
+	struct pageshare_open_vm o = { 0 };
+	struct pageshare_nominate n = { 0 };
+	struct pageshare_vm_info info;
+	struct pageshare_stats st;
+	void *m;
+	long vms;
+	int ctl, fd, vfd;
+
+	REQUIRE_DEVICE();
+	vms = ps_sysfs_read("vms");
+	ctl = ps_control();
+	ASSERT_LE(0, ctl);
+	EXPECT_EQ(vms, ps_sysfs_read("vms"));
+
+	EXPECT_EQ(-1, ioctl(ctl, PAGESHARE_SET_SIZE, &sz));
+	EXPECT_EQ(ENOTTY, errno);
+	EXPECT_EQ(-1, ioctl(ctl, PAGESHARE_GET_INFO, &info));
+	EXPECT_EQ(ENOTTY, errno);
+	EXPECT_EQ(-1, ioctl(ctl, PAGESHARE_SET_POLICY, &p));
+	EXPECT_EQ(ENOTTY, errno);
+	EXPECT_EQ(-1, ioctl(ctl, PAGESHARE_GET_POLICY, &p));
+	EXPECT_EQ(ENOTTY, errno);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, MIB, PROT_READ, MAP_SHARED, ctl, 0));
+	EXPECT_EQ(ENODEV, errno);
+	EXPECT_EQ(-1, fallocate(ctl, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, MIB));
+	EXPECT_EQ(ENODEV, errno);
+	EXPECT_EQ(vms, ps_sysfs_read("vms"));
+
+	/* The agent's work: global counters, a VM by id, sharing, the audit. */
+	fd = ps_open();
+	ASSERT_LE(0, fd);
+	m = ps_map(fd, MIB, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	memset(&st, 0xa5, sizeof(st));
+	ASSERT_EQ(0, ps_stats(ctl, &st));
+	EXPECT_EQ(vms + 1, st.vms);
+	EXPECT_EQ(0, st.private_pages);
+	EXPECT_EQ(0, st.shared_gfns);
+	EXPECT_EQ(0, st.nominated_gfns);
+	EXPECT_EQ(0, st.cow_breaks);
+	ASSERT_EQ(0, ps_info(fd, &info));
+	o.id = info.id;
+	vfd = ioctl(ctl, PAGESHARE_OPEN_VM, &o);
+	ASSERT_LE(0, vfd);
+	n.vm = vfd;
+	EXPECT_EQ(-1, ioctl(ctl, PAGESHARE_NOMINATE, &n));
+	EXPECT_EQ(ENODATA, errno);
+	EXPECT_EQ(0, ioctl(ctl, PAGESHARE_AUDIT));
+	munmap(m, MIB);
+	close(vfd);
+	close(fd);
+	close(ctl);
 }
 
 TEST(each_open_is_a_vm)
@@ -347,11 +414,17 @@ TEST(bytes_agree_across_mappings)
 TEST(read_only_shared_mapping)
 {
 	unsigned char *p;
-	int fd;
+	char path[64];
+	int rw, fd;
 
 	REQUIRE_DEVICE();
-	fd = open(PS_DEV, O_RDONLY);
+	rw = ps_open();
+	ASSERT_LE(0, rw);
+	ASSERT_EQ(0, ps_set_size(rw, MIB));
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", rw);
+	fd = open(path, O_RDONLY);
 	ASSERT_LE(0, fd);
+	close(rw);
 	p = mmap(NULL, MIB, PROT_READ, MAP_SHARED, fd, 0);
 	ASSERT_NE(MAP_FAILED, p);
 	EXPECT_TRUE(all_bytes(p, 0, 4 * PS_PAGE));
@@ -511,8 +584,27 @@ TEST(charged_to_openers_memcg)
 	EXPECT_EQ(0, rmdir(cg));
 }
 
+static long module_refs(void)
+{
+	FILE *f = fopen("/sys/module/pageshare/refcnt", "r");
+	long n = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
+/*
+ * A VM pins the module while anything holds it, a mapping alone included.
+ * Its mount pins the module too, so count the references rather than try
+ * to unload.
+ */
 TEST(module_pinned_while_a_vm_exists)
 {
+	long refs;
 	void *p;
 	int fd;
 
@@ -521,11 +613,13 @@ TEST(module_pinned_while_a_vm_exists)
 	ASSERT_LE(0, fd);
 	p = ps_map(fd, MIB, 0);
 	ASSERT_NE(MAP_FAILED, p);
+	refs = module_refs();
+	ASSERT_LE(0, refs);
 	close(fd);
 	/* Only the mapping holds the VM now. */
-	EXPECT_EQ(-1, syscall(SYS_delete_module, "pageshare", O_NONBLOCK));
-	EXPECT_EQ(EWOULDBLOCK, errno);
+	EXPECT_EQ(refs, module_refs());
 	munmap(p, MIB);
+	EXPECT_EQ(refs - 1, module_refs());
 }
 
 TEST_HARNESS_MAIN

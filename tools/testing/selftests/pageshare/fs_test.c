@@ -22,18 +22,17 @@
 #include "pageshare_util.h"
 
 #define MIB		(1024UL * 1024)
-#define PS_FS_MAGIC	0x70736872
 #define PATH_LEN	128
 
 static long global_vms(void)
 {
 	struct pageshare_stats st;
-	int fd = ps_open_alone();
+	int fd = ps_control();
 	long n;
 
 	if (fd < 0)
 		return -1;
-	n = ps_stats(fd, &st) ? -1 : (long)st.vms - 1;	/* not ours */
+	n = ps_stats(fd, &st) ? -1 : (long)st.vms;
 	close(fd);
 	return n;
 }
@@ -112,7 +111,7 @@ TEST_F(mnt, a_file_is_a_vm)
 	int f0, f1;
 
 	ASSERT_EQ(0, statfs(self->dir, &sfs));
-	EXPECT_EQ(PS_FS_MAGIC, sfs.f_type);
+	EXPECT_EQ(PAGESHARE_SUPER_MAGIC, sfs.f_type);
 	f0 = mkfile(self->dir, self->path, "vm0", 4 * MIB);
 	ASSERT_LE(0, f0);
 	f1 = mkfile(self->dir, self->path, "vm1", 4 * MIB);
@@ -187,8 +186,7 @@ TEST_F(mnt, qemu_mem_path_dir)
 	int fd, agent, vfd;
 	long vms;
 
-	/* The agent's descriptor is a VM of the device's. */
-	agent = ps_open_alone();
+	agent = ps_control();
 	ASSERT_LE(0, agent);
 	vms = global_vms();
 	snprintf(tmpl, sizeof(tmpl), "%s/qemu_back_mem.pc.ram.XXXXXX", self->dir);
@@ -575,20 +573,6 @@ TEST_F_TIMEOUT(mnt, punch_does_not_hold_up_mmap, 300)
 	close(mp.fd);
 }
 
-/* The device cannot discard: the VFS refuses fallocate() on it. */
-TEST(device_has_no_discard)
-{
-	int fd;
-
-	REQUIRE_DEVICE();
-	fd = ps_open_alone();
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ps_set_size(fd, MIB));
-	EXPECT_EQ(-1, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PS_PAGE));
-	EXPECT_EQ(ENODEV, errno);
-	close(fd);
-}
-
 /* uid=, gid=, mode= and size=, as hugetlbfs takes them. */
 TEST(mount_options)
 {
@@ -704,7 +688,7 @@ TEST(umount_frees_vms)
 	long vms;
 
 	REQUIRE_DEVICE();
-	agent = ps_open_alone();
+	agent = ps_control();
 	ASSERT_LE(0, agent);
 	vms = global_vms();
 	ASSERT_NE(NULL, mkdtemp(dir));

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Real KVM guests whose RAM comes from /dev/pageshare: what a guest writes
+ * Real KVM guests whose RAM comes from pageshare files: what a guest writes
  * the host reads through its mapping, what the host writes the guest reads,
  * two VMs at once, and several memslots carved out of one VM file.
  */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers for the pageshare kselftests: the device, and a minimal VMM that
- * runs real-mode code in a KVM guest whose memory comes from /dev/pageshare.
+ * Helpers for the pageshare kselftests: VM files, the control node, and a
+ * minimal VMM that runs real-mode code in a KVM guest whose memory comes
+ * from a pageshare file.
  */
 
 #ifndef PAGESHARE_UTIL_H
@@ -16,6 +17,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
@@ -24,9 +28,61 @@
 #define PS_DEV		"/dev/pageshare"
 #define PS_SYSFS	"/sys/kernel/pageshare/"
 #define PS_PAGE		4096UL
+#define PS_DIR		"/run/pageshare"
 
-/* A VM in no share group: it can share only with itself. */
+/*
+ * The pageshare mount the tests make their VMs on: $PAGESHARE_DIR, or
+ * /run/pageshare, which the test VM's runner mounts. The default is
+ * mounted here if it is not a pageshare mount yet, as an operator would,
+ * for a run outside the test VM; whoever unloads the module unmounts it
+ * first. NULL if there is no pageshare mount there.
+ */
+static inline const char *ps_dir(void)
+{
+	static char dir[256];
+	static int state;	/* 0: not looked at, 1: being set up, 2: set up */
+	static bool ok;
+	const char *env = getenv("PAGESHARE_DIR");
+	struct statfs sf;
+	int expect = 0;
+
+	if (__atomic_compare_exchange_n(&state, &expect, 1, false,
+					__ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		snprintf(dir, sizeof(dir), "%s", env && *env ? env : PS_DIR);
+		ok = !statfs(dir, &sf) && sf.f_type == PAGESHARE_SUPER_MAGIC;
+		if (!ok && !(env && *env)) {
+			mkdir(dir, 0755);
+			ok = !mount("none", dir, "pageshare", 0, "mode=0755");
+		}
+		if (!ok)
+			fprintf(stderr, "# %s is not a pageshare mount: mount -t pageshare none %s\n",
+				dir, dir);
+		__atomic_store_n(&state, 2, __ATOMIC_RELEASE);
+	}
+	while (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2)
+		;
+	return ok ? dir : NULL;
+}
+
+/*
+ * A VM in no share group: it can share only with itself. An unnamed file
+ * of the mount, as QEMU's mem-path=<directory> makes (which then unlinks
+ * it): it goes with its last descriptor and mapping. -1 with ENODEV if
+ * there is no pageshare mount.
+ */
 static inline int ps_open_alone(void)
+{
+	const char *dir = ps_dir();
+
+	if (!dir) {
+		errno = ENODEV;
+		return -1;
+	}
+	return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+}
+
+/* The control node: what an agent opens. It is no VM. */
+static inline int ps_control(void)
 {
 	return open(PS_DEV, O_RDWR | O_CLOEXEC);
 }
@@ -176,7 +232,7 @@ static inline int ps_audit(int fd)
 /* The audit, through a descriptor of its own: inconsistencies, or -1. */
 static inline int ps_audit_all(void)
 {
-	int fd = ps_open_alone(), ret;
+	int fd = ps_control(), ret;
 
 	if (fd < 0)
 		return -1;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Xen-style sharing on /dev/pageshare: nominate, share, add_to_physmap and
+ * Xen-style sharing on pageshare VMs: nominate, share, add_to_physmap and
  * unshare, with real KVM guests in two and three VMs reading and writing
  * the shared pages, and the uapi's errors. After every test the audit
  * must find nothing wrong.

@@ -64,7 +64,7 @@ static int nholds;
 
 struct mvm {
 	struct ps_guest g;
-	int pfd;		/* from PAGESHARE_OPEN_VM: a file, for fallocate() */
+	int pfd;		/* from PAGESHARE_OPEN_VM, for fallocate() */
 	bool kvm;
 	int frame[NGFN];	/* -1: hole */
 	long cow_breaks;
@@ -323,7 +323,10 @@ static void vm_create(struct mvm *m)
 	m->frame[1] = new_frame((struct content){ .kind = C_CODE });
 	m->cow_breaks = 0;
 
-	/* The device cannot punch holes; the same VM opened by id can. */
+	/*
+	 * Punches go through a second file of the VM, one PAGESHARE_OPEN_VM
+	 * made, so that its fallocate() is exercised as much as the owner's.
+	 */
 	{
 		struct pageshare_open_vm o = { 0 };
 		struct pageshare_vm_info info;
