@@ -168,8 +168,16 @@ static int ps_fs_create(struct mnt_idmap *idmap, struct inode *dir,
 static int ps_fs_tmpfile(struct mnt_idmap *idmap, struct inode *dir,
 			 struct file *file, umode_t mode)
 {
-	struct inode *inode = ps_fs_new_file(dir, mode);
+	struct inode *inode;
 
+	/*
+	 * The VFS refuses O_DIRECT (no direct_IO) only once the file is
+	 * open, after the new VM was published: PAGESHARE_OPEN_VM could hand
+	 * out a VM whose open() then fails. Refuse it before.
+	 */
+	if (file->f_flags & O_DIRECT)
+		return -EINVAL;
+	inode = ps_fs_new_file(dir, mode);
 	if (IS_ERR(inode))
 		return PTR_ERR(inode);
 	d_tmpfile(file, inode);
