@@ -23,7 +23,14 @@
 # fills its free memory once and its virtio-balloon inflates by BALLOON_MIB
 # (through QEMU's monitor): QEMU punches the pages out of the file, the
 # VM's memory must drop by at least three quarters of that, and the guest
-# must still read its buffer.
+# must still read its buffer. Last, guest 2's virtio-mem device (a file of
+# its own in the per-domain directory, empty at boot so that the buffer is
+# in guest 2's main VM) is plugged to VMEM_MIB through QEMU's monitor
+# (qom-set requested-size), the guest onlines it movable and writes
+# VMEM_TOUCH_MIB of fresh memory, which its kernel takes from there first,
+# and the device is unplugged to 0: the guest empties and unplugs its
+# blocks, QEMU punches them out of that file, whose VM must drop to a
+# quarter of what it held, and the guest must still read its buffer.
 #
 #   qemu_test.sh           TAP (ONLY=qemu_test.sh make check)
 #   qemu_test.sh --demo    the same story in a few lines a person reads
@@ -40,7 +47,8 @@
 #
 # Environment: QEMU, GUEST_KERNEL, GUEST_INITRD, GUEST_MIB (RAM, 96),
 # BUFFER_MIB (the pattern, 24), MIN_SAVED_MIB (20), BALLOON_MIB (32), PSDIR
-# (/run/pageshare), TIMEOUT (seconds per step, 600), BOOT_TIMEOUT (seconds
+# (/run/pageshare), VMEM_MIB (guest 2's virtio-mem device, 128: one guest
+# memory block, the least a guest can online), VMEM_TOUCH_MIB (24), TIMEOUT (seconds per step, 600), BOOT_TIMEOUT (seconds
 # per boot, 120), KSM_SECONDS (at most, for --demo's KSM run, 90).
 
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -53,6 +61,8 @@ TIMEOUT=${TIMEOUT:-600}
 KSM_SECONDS=${KSM_SECONDS:-90}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 BALLOON_MIB=${BALLOON_MIB:-32}
+VMEM_MIB=${VMEM_MIB:-128}
+VMEM_TOUCH_MIB=${VMEM_TOUCH_MIB:-24}
 PSDIR=${PSDIR:-/run/pageshare}
 W=/tmp/qemu_test
 KSM=/sys/kernel/mm/ksm
@@ -106,7 +116,7 @@ cleanup() {
 	[ -n "$pids" ] && stop $pids
 	pids=
 	# What libvirt removes when the domain stops.
-	rm -f "$PSDIR"/libvirt/2-guest2/pc.ram 2>/dev/null
+	rm -f "$PSDIR"/libvirt/2-guest2/pc.ram "$PSDIR"/libvirt/2-guest2/virtiomem0 2>/dev/null
 }
 
 bail() {
@@ -154,10 +164,14 @@ start() {
 		cat_pid=$!
 		cat $W/m$g.out > $W/m$g.log < /dev/null &
 		mcat_pid=$!
-		"$QEMU" -machine q35 -accel kvm -cpu host -smp 1 -m ${GUEST_MIB}M "$@" \
+		# Guest 2 has room for its virtio-mem device, as libvirt
+		# gives a domain with one (<maxMemory slots=...>).
+		mem=${GUEST_MIB}M
+		[ "$g" = 2 ] && mem=size=${GUEST_MIB}M,slots=1,maxmem=$((GUEST_MIB + VMEM_MIB))M
+		"$QEMU" -machine q35 -accel kvm -cpu host -smp 1 -m "$mem" "$@" \
 			-nodefaults -display none -no-reboot \
 			-kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
-			-append "console=ttyS0 quiet panic=-1 no-kvmclock rdinit=/init $BUFFER_MIB" \
+			-append "console=ttyS0 quiet panic=-1 no-kvmclock memhp_default_state=online_movable rdinit=/init $BUFFER_MIB" \
 			-device virtio-balloon-pci,id=balloon0 \
 			-chardev pipe,id=mon,path=$W/m$g -mon chardev=mon,mode=readline \
 			-serial pipe:$W/g$g < /dev/null > $W/qemu$g.log 2>&1 &
@@ -200,7 +214,13 @@ vm_counter() { cat /sys/kernel/pageshare/vm/"$1"/"$2"; }
 # shared frames.
 backed() { echo $(($(vm_counter "$1" private_pages) + $(vm_counter "$1" shared_gfns))); }
 # vm_of PID: the VM whose memory the QEMU with that pid created.
-vm_of() { grep -lx "$1" /sys/kernel/pageshare/vm/*/pid 2>/dev/null | head -1 | awk -F/ '{ print $(NF - 1) }'; }
+# vm_of PID [MIB]: the VM of that QEMU (of that size, if given).
+vm_of() {
+	for v in $(grep -lx "$1" /sys/kernel/pageshare/vm/*/pid 2>/dev/null); do
+		v=${v%/pid}
+		[ -z "$2" ] || [ "$(cat "$v"/size)" = $(($2 * 1048576)) ] && { echo "${v##*/}"; return; }
+	done
+}
 # hmp GUEST COMMAND: one line to the guest's QEMU monitor.
 hmp() { timeout 10 sh -c "echo '$2' > $W/m$1.in"; }
 mib() { echo $(($1 * 4 / 1024)); }
@@ -219,7 +239,7 @@ command -v "$QEMU" > /dev/null || skip_all "no $QEMU"
 command -v pageshare > /dev/null || skip_all "no pageshare agent"
 [ -f "$GUEST_KERNEL" ] && [ -f "$GUEST_INITRD" ] || skip_all "no guest kernel or initrd"
 
-[ -z "$demo" ] && { echo "TAP version 13"; echo "1..9"; }
+[ -z "$demo" ] && { echo "TAP version 13"; echo "1..10"; }
 rm -rf $W
 mkdir -p $W "$PSDIR"
 trap cleanup EXIT
@@ -229,7 +249,9 @@ grep -q " $PSDIR pageshare " /proc/mounts || mount -t pageshare -o mode=0755 non
 # libvirt: memory_backing_dir/<domain>/<alias>; it makes the directory.
 mkdir -p -m 0700 "$PSDIR"/libvirt/2-guest2
 PSMEM1="-object memory-backend-file,id=ram0,mem-path=$PSDIR,size=${GUEST_MIB}M,share=on -machine memory-backend=ram0"
-PSMEM2="-machine memory-backend=pc.ram -object {\"qom-type\":\"memory-backend-file\",\"id\":\"pc.ram\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/pc.ram\",\"share\":true,\"x-use-canonical-path-for-ramblock-id\":false,\"size\":$((GUEST_MIB * 1048576))}"
+PSMEM2="-machine memory-backend=pc.ram -object {\"qom-type\":\"memory-backend-file\",\"id\":\"pc.ram\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/pc.ram\",\"share\":true,\"x-use-canonical-path-for-ramblock-id\":false,\"size\":$((GUEST_MIB * 1048576))}
+ -object {\"qom-type\":\"memory-backend-file\",\"id\":\"memvirtiomem0\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/virtiomem0\",\"share\":true,\"size\":$((VMEM_MIB * 1048576))}
+ -device {\"driver\":\"virtio-mem-pci\",\"node\":0,\"block-size\":2097152,\"requested-size\":0,\"memdev\":\"memvirtiomem0\",\"id\":\"virtiomem0\"}"
 say "Mounted the pageshare filesystem on $PSDIR; starting two guests on it with"
 say "Debian's QEMU, one after the other (under emulation, a boot takes 15 s to 2 minutes, by machine)..."
 boot0=$(date +%s)
@@ -249,7 +271,8 @@ sum2=$(last_check 2)
 [ "${sum1%% *}" = CHECK ] && [ "$sum1" = "$sum2" ] && case "$sum1" in "CHECK OK "*) true ;; *) false ;; esac
 ok $? "both guests booted and filled their buffers (${booted} s, $retries boots retried): $sum1"
 
-ids=$(timeout "$TIMEOUT" pageshare vms | awk 'NR > 1 && $4 > 0 { print $1 }' | tr '\n' ' ')
+# Guest 2's virtio-mem file is a VM too, of another size.
+ids=$(timeout "$TIMEOUT" pageshare vms | awk -v m="$GUEST_MIB" 'NR > 1 && $4 == m { print $1 }' | tr '\n' ' ')
 set -- $ids
 [ $# = 2 ]
 ok $? "pageshare vms lists the two QEMU VMs: $ids"
@@ -332,10 +355,52 @@ say "   the pages out of its file:"
 say "   the VM went from $(mib "$b0") to $(mib "$b1") MiB, the host got $(mib $((host0 - host1))) MiB back, and"
 say "   the guest still reads its buffer ($c1)."
 
+# virtio-mem: plugged, guest 2's fresh memory comes from its device's
+# movable blocks first; unplugging the device gives all of it back.
+vmem=$(vm_of "$qemu_pid2" "$VMEM_MIB")
+[ -n "$vmem" ] && ! echo " $ids " | grep -q " $vmem " ||
+	bail "no VM of guest 2's virtio-mem device (found '$vmem', QEMU's are $ids)"
+# plugged: what guest 2's QEMU says its device holds, in bytes.
+plugged() {
+	hmp 2 "info memory-devices"
+	sleep 2
+	tr -d '\r' < $W/m2.log | sed -n 's/^ *size: //p' | tail -1
+}
+hmp 2 "qom-set /machine/peripheral/virtiomem0 requested-size $((VMEM_MIB * 1048576))"
+t=0
+while [ "$(plugged)" != $((VMEM_MIB * 1048576)) ] && [ $t -lt "$TIMEOUT" ]; do
+	t=$((t + 3))
+done
+note "guest 2's virtio-mem device (VM $vmem) holds $(($(plugged) / 1048576)) MiB after ${t} s; it touches ${VMEM_TOUCH_MIB} MiB"
+ask 2 "touch $VMEM_TOUCH_MIB"
+v0=$(backed "$vmem")
+host0=$(($(counter private_pages) + $(counter shared_frames)))
+note "VM $vmem has $(mib "$v0") MiB; the device unplugs"
+hmp 2 "qom-set /machine/peripheral/virtiomem0 requested-size 0"
+t=0
+while [ $(($(backed "$vmem") * 4)) -gt "$v0" ] && [ $t -lt "$TIMEOUT" ]; do
+	sleep 1
+	t=$((t + 1))
+done
+v1=$(backed "$vmem")
+unplug_t=$t
+note "VM $vmem has $(mib "$v1") MiB after ${t} s"
+host1=$(($(counter private_pages) + $(counter shared_frames)))
+ask 2 sum
+c2=$(last_check 2)
+[ "$v0" -ge $((VMEM_TOUCH_MIB * 256 * 3 / 4)) ] && [ $((v1 * 4)) -le "$v0" ] && [ "$c2" = "$w2" ]
+ok $? "guest 2's virtio-mem plug and unplug of ${VMEM_MIB} MiB: its VM went from $(mib "$v0") to $(mib "$v1") MiB (host: $(mib $((host0 - host1))) MiB back, in ${unplug_t} s); it still reads $c2"
+say "7. Guest 2's virtio-mem device was plugged to ${VMEM_MIB} MiB (QEMU's monitor: qom-set"
+say "   requested-size), and the guest wrote ${VMEM_TOUCH_MIB} MiB of fresh memory and freed it; its"
+say "   kernel took that from the device first. The device was then unplugged (requested-size 0):"
+say "   the guest gave its blocks up, QEMU punched them out of their file, the device's VM went"
+say "   from $(mib "$v0") to $(mib "$v1") MiB, the host got $(mib $((host0 - host1))) MiB back, and the guest still"
+say "   reads its buffer ($c2)."
+
 audit=$(timeout "$TIMEOUT" pageshare audit 2>&1)
 [ "$audit" = "audit: 0 problems" ]
 ok $? "pageshare audit: $audit"
-say "7. pageshare audit: ${audit#audit: }."
+say "8. pageshare audit: ${audit#audit: }."
 cleanup
 
 if [ -n "$demo" ]; then
