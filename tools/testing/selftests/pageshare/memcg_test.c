@@ -41,8 +41,20 @@ static long memcg_read(const char *dir, const char *file, const char *key)
 	return ret;
 }
 
-#define memcg_stat(dir, key)	memcg_read(dir, "memory.stat", key)
 #define memcg_event(dir, key)	memcg_read(dir, "memory.events", key)
+
+/*
+ * memory.stat flushes the per-CPU counters only once MEMCG_CHARGE_BATCH
+ * (64) updates per online CPU are pending, so a read may miss up to that
+ * many pages (one run saw file short by 32); the kernel's own flush runs
+ * every 2 s whatever is pending (flush_memcg_stats_dwork()). Wait for it,
+ * so that the figures are exact.
+ */
+static long memcg_stat(const char *dir, const char *key)
+{
+	sleep(3);
+	return memcg_read(dir, "memory.stat", key);
+}
 
 /*
  * The child: joins the cgroup, creates a 32 MiB VM, then touches as many
