@@ -25,12 +25,13 @@
 # VM's memory must drop by at least three quarters of that, and the guest
 # must still read its buffer. Last, guest 2's virtio-mem device (a file of
 # its own in the per-domain directory, empty at boot so that the buffer is
-# in guest 2's main VM) is plugged to VMEM_MIB through QEMU's monitor
-# (qom-set requested-size), the guest onlines it movable and writes
-# VMEM_TOUCH_MIB of fresh memory, which its kernel takes from there first,
-# and the device is unplugged to 0: the guest empties and unplugs its
-# blocks, QEMU punches them out of that file, whose VM must drop to a
-# quarter of what it held, and the guest must still read its buffer.
+# in guest 2's main VM, prealloc=on as libvirt sets it for <allocation
+# mode='immediate'/>) is plugged to VMEM_MIB through QEMU's monitor
+# (qom-set requested-size): the guest onlines it movable and QEMU fills
+# each block it plugs, so its VM must hold three quarters of VMEM_MIB.
+# Then the device is unplugged to 0: the guest unplugs its blocks, QEMU
+# punches them out of that file, whose VM must drop to a quarter of what
+# it held, and the guest must still read its buffer.
 #
 #   qemu_test.sh           TAP (ONLY=qemu_test.sh make check)
 #   qemu_test.sh --demo    the same story in a few lines a person reads
@@ -48,7 +49,7 @@
 # Environment: QEMU, GUEST_KERNEL, GUEST_INITRD, GUEST_MIB (RAM, 96),
 # BUFFER_MIB (the pattern, 24), MIN_SAVED_MIB (20), BALLOON_MIB (32), PSDIR
 # (/run/pageshare), VMEM_MIB (guest 2's virtio-mem device, 128: one guest
-# memory block, the least a guest can online), VMEM_TOUCH_MIB (24), TIMEOUT (seconds per step, 600), BOOT_TIMEOUT (seconds
+# memory block, the least a guest can online), TIMEOUT (seconds per step, 600), BOOT_TIMEOUT (seconds
 # per boot, 120), KSM_SECONDS (at most, for --demo's KSM run, 90).
 
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -62,7 +63,6 @@ KSM_SECONDS=${KSM_SECONDS:-90}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 BALLOON_MIB=${BALLOON_MIB:-32}
 VMEM_MIB=${VMEM_MIB:-128}
-VMEM_TOUCH_MIB=${VMEM_TOUCH_MIB:-24}
 PSDIR=${PSDIR:-/run/pageshare}
 W=/tmp/qemu_test
 KSM=/sys/kernel/mm/ksm
@@ -251,7 +251,7 @@ mkdir -p -m 0700 "$PSDIR"/libvirt/2-guest2
 PSMEM1="-object memory-backend-file,id=ram0,mem-path=$PSDIR,size=${GUEST_MIB}M,share=on -machine memory-backend=ram0"
 PSMEM2="-machine memory-backend=pc.ram -object {\"qom-type\":\"memory-backend-file\",\"id\":\"pc.ram\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/pc.ram\",\"share\":true,\"x-use-canonical-path-for-ramblock-id\":false,\"size\":$((GUEST_MIB * 1048576))}
  -object {\"qom-type\":\"memory-backend-file\",\"id\":\"memvirtiomem0\",\"mem-path\":\"$PSDIR/libvirt/2-guest2/virtiomem0\",\"share\":true,\"size\":$((VMEM_MIB * 1048576))}
- -device {\"driver\":\"virtio-mem-pci\",\"node\":0,\"block-size\":2097152,\"requested-size\":0,\"memdev\":\"memvirtiomem0\",\"id\":\"virtiomem0\"}"
+ -device {\"driver\":\"virtio-mem-pci\",\"node\":0,\"block-size\":2097152,\"requested-size\":0,\"prealloc\":true,\"memdev\":\"memvirtiomem0\",\"id\":\"virtiomem0\"}"
 say "Mounted the pageshare filesystem on $PSDIR; starting two guests on it with"
 say "Debian's QEMU, one after the other (under emulation, a boot takes 15 s to 2 minutes, by machine)..."
 boot0=$(date +%s)
@@ -355,8 +355,8 @@ say "   the pages out of its file:"
 say "   the VM went from $(mib "$b0") to $(mib "$b1") MiB, the host got $(mib $((host0 - host1))) MiB back, and"
 say "   the guest still reads its buffer ($c1)."
 
-# virtio-mem: plugged, guest 2's fresh memory comes from its device's
-# movable blocks first; unplugging the device gives all of it back.
+# virtio-mem: QEMU fills what it plugs (prealloc), and unplugging the
+# device gives all of it back.
 vmem=$(vm_of "$qemu_pid2" "$VMEM_MIB")
 [ -n "$vmem" ] && ! echo " $ids " | grep -q " $vmem " ||
 	bail "no VM of guest 2's virtio-mem device (found '$vmem', QEMU's are $ids)"
@@ -371,9 +371,9 @@ t=0
 while [ "$(plugged)" != $((VMEM_MIB * 1048576)) ] && [ $t -lt "$TIMEOUT" ]; do
 	t=$((t + 3))
 done
-note "guest 2's virtio-mem device (VM $vmem) holds $(($(plugged) / 1048576)) MiB after ${t} s; it touches ${VMEM_TOUCH_MIB} MiB"
-ask 2 "touch $VMEM_TOUCH_MIB"
 v0=$(backed "$vmem")
+p=$(plugged)
+note "guest 2's virtio-mem device (VM $vmem) has $((${p:-0} / 1048576)) MiB plugged after ${t} s, $(mib "$v0") MiB backed"
 host0=$(($(counter private_pages) + $(counter shared_frames)))
 note "VM $vmem has $(mib "$v0") MiB; the device unplugs"
 hmp 2 "qom-set /machine/peripheral/virtiomem0 requested-size 0"
@@ -388,11 +388,10 @@ note "VM $vmem has $(mib "$v1") MiB after ${t} s"
 host1=$(($(counter private_pages) + $(counter shared_frames)))
 ask 2 sum
 c2=$(last_check 2)
-[ "$v0" -ge $((VMEM_TOUCH_MIB * 256 * 3 / 4)) ] && [ $((v1 * 4)) -le "$v0" ] && [ "$c2" = "$w2" ]
+[ "$v0" -ge $((VMEM_MIB * 256 * 3 / 4)) ] && [ $((v1 * 4)) -le "$v0" ] && [ "$c2" = "$w2" ]
 ok $? "guest 2's virtio-mem plug and unplug of ${VMEM_MIB} MiB: its VM went from $(mib "$v0") to $(mib "$v1") MiB (host: $(mib $((host0 - host1))) MiB back, in ${unplug_t} s); it still reads $c2"
 say "7. Guest 2's virtio-mem device was plugged to ${VMEM_MIB} MiB (QEMU's monitor: qom-set"
-say "   requested-size), and the guest wrote ${VMEM_TOUCH_MIB} MiB of fresh memory and freed it; its"
-say "   kernel took that from the device first. The device was then unplugged (requested-size 0):"
+say "   requested-size; QEMU fills what it plugs, prealloc=on), then unplugged (requested-size 0):"
 say "   the guest gave its blocks up, QEMU punched them out of their file, the device's VM went"
 say "   from $(mib "$v0") to $(mib "$v1") MiB, the host got $(mib $((host0 - host1))) MiB back, and the guest still"
 say "   reads its buffer ($c2)."
