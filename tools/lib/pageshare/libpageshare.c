@@ -608,7 +608,8 @@ const char *pageshare_strerror(enum pageshare_op op, int err)
 	case EBADF:
 		return "not an open descriptor of a pageshare VM";
 	case ENOTTY:
-		return "not a pageshare descriptor, a VM's own call on the control node, or a module too old for it";
+		return "not a pageshare descriptor, a VM's own call on the control node, "
+		       "or a module too old for it";
 	case EFAULT:
 		return "bad address";
 	case ENOMEM:
