@@ -608,8 +608,7 @@ const char *pageshare_strerror(enum pageshare_op op, int err)
 	case EBADF:
 		return "not an open descriptor of a pageshare VM";
 	case ENOTTY:
-		return "not a pageshare descriptor, a VM's own call on the control node, "
-		       "or a module too old for it";
+		return "not a pageshare descriptor, a call it does not take, or an old module";
 	case EFAULT:
 		return "bad address";
 	case ENOMEM:
