@@ -24,12 +24,24 @@
  *    own. A frame full at max_sharers (EMLINK) is left as it is, and the
  *    next page starts a new one.
  * 5. Every nominated gfn that ends up alone on its frame (no equal, or its
- *    share refused) is unshared, which makes it private again without a
- *    copy and frees the frame's metadata.
+ *    share refused) is unshared, which makes it private again (a copy in
+ *    its VM's page cache) and frees the frame and its metadata.
  *
  * gfns already on one frame (from an earlier pass) nominate to one handle.
  * They are moved by one share, and gfns already on the source's frame are
  * left as they are, so a second pass over unchanged VMs changes nothing.
+ *
+ * Incremental passes (dedup_config::state). A handle names one version of
+ * a frame's bytes: any write to a gfn takes it off the frame, so a gfn that
+ * still reports the handle a pass left it with still has the hash that pass
+ * knew. The state remembers, per VM id, the handle and hash of each gfn a
+ * pass left on a frame; the next pass queries those gfns (cheap: no page
+ * is read) and takes the unchanged ones as they are, and nominates, with
+ * the hash, only the others. For that, step 5 keeps the gfns left alone
+ * nominated instead of unsharing them: the next pass need not copy them
+ * into a frame and hash them again, and this pass need not copy them back.
+ * A pass that ends early gives them back as step 5 does, for an agent that
+ * stops: nothing it leaves behind stays nominated without being remembered.
  */
 
 #include <endian.h>
@@ -73,6 +85,34 @@ struct dd_page {
 	uint8_t retried;
 };
 
+/*
+ * What the state remembers of a gfn: the handle of the frame a pass left it
+ * on (0, never a handle: nothing) and the hash of that frame's bytes.
+ */
+struct dd_memo {
+	uint64_t handle;
+	uint64_t hash;
+};
+
+/*
+ * A VM in the state: 16 bytes per gfn (struct dd_memo), 1/256 of the
+ * guest's memory with 4 KiB pages, allocated once a pass has something to
+ * remember of the VM. The pass's own list of gfns (struct dd_page, 40
+ * bytes per gfn with a page) is bigger and lives only during the pass.
+ */
+struct dd_vm_state {
+	uint64_t id;
+	uint64_t pages;
+	struct dd_memo *memo;	/* @pages entries, or NULL */
+	uint64_t kept;		/* entries with a handle */
+	uint64_t checked;	/* in a pass: memos below this gfn were queried */
+};
+
+struct dedup_state {
+	struct dd_vm_state **vms;	/* sorted by id */
+	size_t nr_vms;
+};
+
 struct dd_vm {
 	uint64_t id;
 	int fd;
@@ -81,6 +121,8 @@ struct dd_vm {
 	uint32_t flags;
 	uint32_t scope;
 	uint64_t mark;		/* no-intra-VM bookkeeping of dd_run_setup() */
+	struct dd_vm_state *st;	/* the VM in the state, or NULL */
+	uint64_t candidates;	/* its gfns in the pass */
 };
 
 #define DD_NONE ((size_t)-1)
@@ -120,6 +162,17 @@ struct dd_pass {
 	bool any_no_intra;
 	uint64_t mark;
 
+	/* The VMs listed or named (sorted), and those of them found gone. */
+	uint64_t *ids;
+	size_t nr_ids;
+	uint64_t *gone;
+	size_t nr_gone;
+
+	/* Incremental passes: the state, and whether the gfns left alone stay nominated. */
+	struct dedup_state *state;
+	bool release_only;	/* dedup_state_release(): no scan, release what is kept */
+	bool keep_alone;
+
 	struct dd_page *pages;
 	size_t nr_pages;
 	size_t cap_pages;
@@ -131,6 +184,14 @@ struct dd_pass {
 	double tokens;
 	double burst;
 	uint64_t last_ns;
+
+	/* Queries (of the state's gfns, and before a release) and unshares. */
+	struct pageshare_query *query;
+	uint64_t *query_want;	/* the handle a released gfn must still have, or 0 */
+	struct pageshare_unshare *unshare;
+	size_t nr_query;
+	uint64_t rel_done;
+	uint64_t rel_total;
 
 	/* Nominations: the scan's batch, then the retries after EIDRM. */
 	struct pageshare_nominate *nom;
@@ -376,22 +437,27 @@ static int dd_open_vms(struct dd_pass *p)
 	}
 	if (n)
 		qsort(ids, n, sizeof(*ids), dd_cmp_u64);
+	/* Without duplicates, for the state's look-ups (dd_state_sync()). */
+	for (i = 0, j = 0; i < n; i++)
+		if (!j || ids[i] != ids[j - 1])
+			ids[j++] = ids[i];
+	n = j;
+	p->ids = ids;
+	p->nr_ids = n;
 	p->vms = calloc(n ? n : 1, sizeof(*p->vms));
-	if (!p->vms) {
-		free(ids);
+	p->gone = calloc(n ? n : 1, sizeof(*p->gone));
+	if (!p->vms || !p->gone)
 		return dd_fail(p, -ENOMEM, PAGESHARE_OP_OPEN_VM, "VM list");
-	}
 	for (i = 0; i < n; i++) {
 		struct dd_vm *vm = &p->vms[p->nr_vms];
 		uint64_t size;
 		int fd;
 
-		if (i && ids[i] == ids[i - 1])
-			continue;
 		fd = be->open_vm(be->ctx, ids[i]);
 		if (fd == -ESRCH) {
 			/* The VM exited since it was listed. */
 			p->res->vms_gone++;
+			p->gone[p->nr_gone++] = ids[i];
 			dd_notice(p, "VM %llu is gone, skipped", (unsigned long long)ids[i]);
 			continue;
 		}
@@ -419,9 +485,11 @@ static int dd_open_vms(struct dd_pass *p)
 		/*
 		 * A VM without memory (a control descriptor, a VMM that has
 		 * not sized it yet) has nothing to scan, and one that shares
-		 * with no VM and not within itself has nothing to share.
+		 * with no VM and not within itself has nothing to share (but
+		 * may have pages an earlier pass kept nominated to release).
 		 */
-		if (!vm->pages || (!vm->group && (vm->flags & PAGESHARE_POLICY_NO_INTRA_VM))) {
+		if (!vm->pages || (!vm->group && (vm->flags & PAGESHARE_POLICY_NO_INTRA_VM) &&
+				   !p->release_only)) {
 			if (vm->pages)
 				dd_notice(p, "VM %llu shares with no VM and not within itself, skipped",
 					  (unsigned long long)vm->id);
@@ -444,7 +512,6 @@ static int dd_open_vms(struct dd_pass *p)
 	}
 	ret = 0;
 out:
-	free(ids);
 	p->res->vms = p->nr_vms;
 	return ret;
 }
@@ -457,7 +524,140 @@ static void dd_close_vms(struct dd_pass *p)
 		p->be->close_vm(p->be->ctx, p->vms[i].fd);
 }
 
-static int dd_add_page(struct dd_pass *p, uint32_t vi, const struct pageshare_nominate *e)
+static int dd_cmp_vm_state(const void *a, const void *b)
+{
+	const struct dd_vm_state *x = *(struct dd_vm_state * const *)a;
+	const struct dd_vm_state *y = *(struct dd_vm_state * const *)b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool dd_has_id(const uint64_t *ids, size_t n, uint64_t id)
+{
+	return n && bsearch(&id, ids, n, sizeof(*ids), dd_cmp_u64);
+}
+
+/* The pass's VM with this id (p->vms is sorted by id), or NULL. */
+static struct dd_vm *dd_find_vm(struct dd_pass *p, uint64_t id)
+{
+	size_t lo = 0, hi = p->nr_vms;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->vms[mid].id == id)
+			return &p->vms[mid];
+		if (p->vms[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void dd_vm_state_free(struct dd_vm_state *st)
+{
+	if (!st)
+		return;
+	free(st->memo);
+	free(st);
+}
+
+/* Take a VM out of the state and free it. */
+static void dd_state_forget(struct dedup_state *s, struct dd_vm_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < s->nr_vms; i++) {
+		if (s->vms[i] != st)
+			continue;
+		memmove(&s->vms[i], &s->vms[i + 1], (s->nr_vms - i - 1) * sizeof(*s->vms));
+		s->nr_vms--;
+		break;
+	}
+	dd_vm_state_free(st);
+}
+
+struct dedup_state *dedup_state_new(void)
+{
+	return calloc(1, sizeof(struct dedup_state));
+}
+
+void dedup_state_free(struct dedup_state *state)
+{
+	size_t i;
+
+	if (!state)
+		return;
+	for (i = 0; i < state->nr_vms; i++)
+		dd_vm_state_free(state->vms[i]);
+	free(state->vms);
+	free(state);
+}
+
+/*
+ * Match the state's VMs with the pass's, before the scan. A VM found gone
+ * (ESRCH, or not listed) is forgotten: its pages went with it, and a new
+ * VM may get its id. So is a VM whose size changed: all its gfns are
+ * nominated again, which also finds the pages it had kept nominated. A VM
+ * neither scanned nor gone (not named this time, or skipped for its
+ * policy) stays, so that dedup_state_release() still releases its pages.
+ * Every VM scanned gets an entry; one that cannot is scanned as without a
+ * state.
+ */
+static int dd_state_sync(struct dd_pass *p)
+{
+	struct dedup_state *s = p->state;
+	struct dd_vm_state **vms;
+	size_t i, n = 0;
+
+	vms = calloc(s->nr_vms + p->nr_vms + 1, sizeof(*vms));
+	if (!vms)
+		return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE, "dedup state");
+	for (i = 0; i < s->nr_vms; i++) {
+		struct dd_vm_state *st = s->vms[i];
+		struct dd_vm *vm = dd_find_vm(p, st->id);
+		bool drop;
+
+		if (vm)
+			/* A release queries what it can: past the end is ENXIO. */
+			drop = vm->pages != st->pages && !p->release_only;
+		else
+			drop = dd_has_id(p->gone, p->nr_gone, st->id) ||
+			       (!p->cfg->nr_vm_ids && !dd_has_id(p->ids, p->nr_ids, st->id));
+		if (drop) {
+			dd_vm_state_free(st);
+			continue;
+		}
+		st->checked = 0;
+		if (vm)
+			vm->st = st;
+		vms[n++] = st;
+	}
+	for (i = 0; i < p->nr_vms && !p->release_only; i++) {
+		struct dd_vm *vm = &p->vms[i];
+		struct dd_vm_state *st;
+
+		if (vm->st)
+			continue;
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			continue;
+		st->id = vm->id;
+		st->pages = vm->pages;
+		vm->st = st;
+		vms[n++] = st;
+	}
+	if (n)
+		qsort(vms, n, sizeof(*vms), dd_cmp_vm_state);
+	free(s->vms);
+	s->vms = vms;
+	s->nr_vms = n;
+	return 0;
+}
+
+static int dd_add_page(struct dd_pass *p, uint32_t vi, uint64_t gfn, uint64_t handle,
+		       uint64_t hash)
 {
 	struct dd_page *pg;
 
@@ -472,50 +672,127 @@ static int dd_add_page(struct dd_pass *p, uint32_t vi, const struct pageshare_no
 	}
 	pg = &p->pages[p->nr_pages++];
 	memset(pg, 0, sizeof(*pg));
-	pg->hash = e->hash;
-	pg->handle = e->handle;
-	pg->gfn = e->gfn;
+	pg->hash = hash;
+	pg->handle = handle;
+	pg->gfn = gfn;
 	pg->vm = vi;
 	pg->scope = p->vms[vi].scope;
 	pg->state = DD_PENDING;
+	p->vms[vi].candidates++;
+	p->res->candidates++;
 	return 0;
 }
 
+/*
+ * Query the gfns the state remembers of a VM. One still on the frame of
+ * its remembered handle has the remembered hash, since a frame's bytes
+ * cannot change: it joins the pass without a nominate. The others (written
+ * since, made private or dropped) are forgotten, and nominated.
+ */
+static int dd_check_vm(struct dd_pass *p, uint32_t vi)
+{
+	struct dd_vm *vm = &p->vms[vi];
+	struct dd_vm_state *st = vm->st;
+	struct pageshare_query *q = p->query;
+	struct dedup_result *res = p->res;
+	uint64_t gfn = 0;
+	size_t k, n;
+	int ret;
+
+	if (!st)
+		return 0;
+	if (!st->memo || !st->kept) {
+		st->checked = st->pages;
+		return 0;
+	}
+	while (gfn < st->pages) {
+		for (n = 0; gfn < st->pages && n < p->rel_batch; gfn++) {
+			if (!st->memo[gfn].handle)
+				continue;
+			memset(&q[n], 0, sizeof(q[n]));
+			q[n].vm = vm->fd;
+			q[n].gfn = gfn;
+			n++;
+		}
+		if (!n)
+			break;
+		res->query_calls++;
+		res->queried += n;
+		ret = p->be->query(p->be->ctx, q, n);
+		if (ret)
+			return dd_fail(p, ret, PAGESHARE_OP_BATCH, "query VM %llu",
+				       (unsigned long long)vm->id);
+		for (k = 0; k < n; k++) {
+			struct dd_memo *m = &st->memo[q[k].gfn];
+
+			if (!q[k].result && q[k].handle == m->handle &&
+			    (q[k].state == PAGESHARE_STATE_NOMINATED ||
+			     q[k].state == PAGESHARE_STATE_SHARED)) {
+				if (dd_add_page(p, vi, q[k].gfn, m->handle, m->hash)) {
+					/* The memos from here on were not taken: released if need be. */
+					st->checked = q[k].gfn;
+					return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE, "VM %llu",
+						       (unsigned long long)vm->id);
+				}
+				res->reused++;
+				res->scanned++;
+			} else {
+				m->handle = 0;
+				m->hash = 0;
+				st->kept--;
+			}
+		}
+		st->checked = gfn;
+	}
+	st->checked = st->pages;
+	return 0;
+}
+
+/*
+ * Nominate a VM's gfns with their hash, in batches, but for those the state
+ * found unchanged (dd_check_vm()), which are in the pass already.
+ */
 static int dd_nominate_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64_t total)
 {
 	struct dd_vm *vm = &p->vms[vi];
+	const struct dd_memo *memo = vm->st ? vm->st->memo : NULL;
 	struct dedup_result *res = p->res;
 	uint64_t gfn = 0;
 	size_t i, n;
 	int ret;
 
-	dd_progress(p, DEDUP_EV_VM, vm->id, 0, vm->pages);
 	while (gfn < vm->pages && !dd_stopped(p)) {
+		uint64_t start = gfn;
 		bool past_end = false;
 
-		n = vm->pages - gfn < p->nom_batch ? vm->pages - gfn : p->nom_batch;
-		dd_throttle(p, n);
-		if (dd_stopped(p))
-			break;
-		memset(p->nom, 0, n * sizeof(*p->nom));
-		for (i = 0; i < n; i++) {
-			p->nom[i].vm = vm->fd;
-			p->nom[i].flags = PAGESHARE_NOMINATE_HASH;
-			p->nom[i].gfn = gfn + i;
+		for (n = 0; gfn < vm->pages && n < p->nom_batch; gfn++) {
+			if (memo && memo[gfn].handle)
+				continue;
+			memset(&p->nom[n], 0, sizeof(p->nom[n]));
+			p->nom[n].vm = vm->fd;
+			p->nom[n].flags = PAGESHARE_NOMINATE_HASH;
+			p->nom[n].gfn = gfn;
+			n++;
 		}
-		res->nominate_calls++;
-		ret = p->be->nominate(p->be->ctx, p->nom, n);
-		if (ret)
-			return dd_fail(p, ret, PAGESHARE_OP_BATCH, "nominate VM %llu",
-				       (unsigned long long)vm->id);
+		if (n) {
+			dd_throttle(p, n);
+			if (dd_stopped(p))
+				break;
+			res->nominate_calls++;
+			ret = p->be->nominate(p->be->ctx, p->nom, n);
+			if (ret)
+				return dd_fail(p, ret, PAGESHARE_OP_BATCH, "nominate VM %llu",
+					       (unsigned long long)vm->id);
+		}
 		res->scanned += n;
 		for (i = 0; i < n; i++) {
-			switch (p->nom[i].result) {
+			const struct pageshare_nominate *e = &p->nom[i];
+
+			switch (e->result) {
 			case 0:
-				if (dd_add_page(p, vi, &p->nom[i]))
+				if (dd_add_page(p, vi, e->gfn, e->handle, e->hash))
 					return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE,
 						       "VM %llu", (unsigned long long)vm->id);
-				res->candidates++;
 				break;
 			case -ENODATA:
 				res->holes++;
@@ -534,13 +811,26 @@ static int dd_nominate_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64
 				break;
 			}
 		}
-		gfn += n;
-		*done += n;
+		*done += gfn - start;
 		dd_progress(p, DEDUP_EV_NOMINATE, vm->id, *done, total);
 		if (past_end)
 			break;
 	}
 	return 0;
+}
+
+/* A VM's part of the scan: what the state knows, then the rest. */
+static int dd_scan_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64_t total)
+{
+	int ret;
+
+	dd_progress(p, DEDUP_EV_VM, p->vms[vi].id, 0, p->vms[vi].pages);
+	if (dd_stopped(p))
+		return 0;
+	ret = dd_check_vm(p, vi);
+	if (!ret)
+		ret = dd_nominate_vm(p, vi, done, total);
+	return ret;
 }
 
 static int dd_cmp_page(const void *a, const void *b)
@@ -969,17 +1259,10 @@ out:
 	return ret;
 }
 
-/*
- * Unshare the gfns left alone on their frame. The query makes sure of
- * "alone": a gfn whose frame has other sharers (from an earlier pass, or
- * in a VM not scanned) keeps it, since unsharing it would cost a copy.
- */
-static int dd_release(struct dd_pass *p)
+/* A source none of whose shares went through is as alone as a page without an equal. */
+static void dd_settle_runs(struct dd_pass *p)
 {
-	struct pageshare_query *q = NULL;
-	struct pageshare_unshare *u = NULL;
-	size_t i, k, n, nu, total = 0, done = 0;
-	int ret = 0;
+	size_t i;
 
 	for (i = 0; i < p->nr_runs; i++) {
 		struct dd_run *r = &p->runs[i];
@@ -987,62 +1270,192 @@ static int dd_release(struct dd_pass *p)
 		if (r->src != DD_NONE && !dd_src_paired(p, r))
 			p->pages[r->src].state = DD_UNPAIRED;
 	}
+}
+
+/*
+ * Whether a gfn stays on its frame after the pass: a shared one always;
+ * one left alone (no equal, every share refused, or kept apart by a
+ * policy) only with a state that can remember it, for the next pass. The
+ * others are released, and forgotten: written, pinned or refused for their
+ * bytes, they are nominated again next time.
+ */
+static bool dd_kept(const struct dd_pass *p, const struct dd_page *pg)
+{
+	const struct dd_vm_state *st;
+
+	switch (pg->state) {
+	case DD_SOURCE:
+	case DD_SHARED:
+	case DD_ALREADY:
+		return true;
+	case DD_ALONE:
+	case DD_UNPAIRED:
+	case DD_POLICY:
+		st = p->vms[pg->vm].st;
+		return p->keep_alone && st && st->memo;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Make room to remember the VMs that have gfns in the pass, before the
+ * release decides on their pages: a VM that gets none (no memory) is
+ * released as without a state.
+ */
+static void dd_state_alloc(struct dd_pass *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->nr_vms; i++) {
+		struct dd_vm_state *st = p->vms[i].st;
+
+		if (!st || st->memo || !p->vms[i].candidates ||
+		    st->pages > SIZE_MAX / sizeof(*st->memo))
+			continue;
+		st->memo = calloc(st->pages, sizeof(*st->memo));
+	}
+}
+
+/*
+ * Remember the handle and hash of every gfn the pass left on a frame, and
+ * forget the others. After a pass that released what the state kept (it
+ * ended early, or dedup_state_release()), forget its VMs.
+ */
+static void dd_state_store(struct dd_pass *p)
+{
+	size_t i;
+
+	if (!p->keep_alone) {
+		for (i = 0; i < p->nr_vms; i++) {
+			if (p->vms[i].st)
+				dd_state_forget(p->state, p->vms[i].st);
+			p->vms[i].st = NULL;
+		}
+		return;
+	}
+	for (i = 0; i < p->nr_pages; i++) {
+		const struct dd_page *pg = &p->pages[i];
+		struct dd_vm_state *st = p->vms[pg->vm].st;
+		struct dd_memo *m;
+
+		if (!st || !st->memo)
+			continue;
+		m = &st->memo[pg->gfn];
+		if (dd_kept(p, pg)) {
+			st->kept += !m->handle;
+			m->handle = pg->handle;
+			m->hash = pg->hash;
+		} else if (m->handle) {
+			st->kept--;
+			m->handle = 0;
+			m->hash = 0;
+		}
+	}
+}
+
+/*
+ * Query the gfns queued for a release and unshare those still alone on
+ * their frame (and on the frame of the handle they must have, if given).
+ */
+static int dd_release_flush(struct dd_pass *p)
+{
+	struct pageshare_query *q = p->query;
+	struct pageshare_unshare *u = p->unshare;
+	size_t k, nu, n = p->nr_query;
+	int ret;
+
+	if (!n)
+		return 0;
+	p->nr_query = 0;
+	p->res->query_calls++;
+	p->res->queried += n;
+	ret = p->be->query(p->be->ctx, q, n);
+	if (ret)
+		return dd_fail(p, ret, PAGESHARE_OP_BATCH, "query");
+	for (k = 0, nu = 0; k < n; k++) {
+		if (q[k].result || q[k].state != PAGESHARE_STATE_NOMINATED)
+			continue;
+		if (p->query_want[k] && q[k].handle != p->query_want[k])
+			continue;
+		memset(&u[nu], 0, sizeof(u[nu]));
+		u[nu].vm = q[k].vm;
+		u[nu].gfn = q[k].gfn;
+		nu++;
+	}
+	if (nu) {
+		ret = p->be->unshare(p->be->ctx, u, nu);
+		if (ret)
+			return dd_fail(p, ret, PAGESHARE_OP_BATCH, "unshare");
+		for (k = 0; k < nu; k++)
+			if (!u[k].result)
+				p->res->unshared++;
+	}
+	p->rel_done += n;
+	dd_progress(p, DEDUP_EV_RELEASE, 0, p->rel_done, p->rel_total);
+	return 0;
+}
+
+static int dd_release_add(struct dd_pass *p, int fd, uint64_t gfn, uint64_t want)
+{
+	size_t n = p->nr_query;
+
+	memset(&p->query[n], 0, sizeof(p->query[n]));
+	p->query[n].vm = fd;
+	p->query[n].gfn = gfn;
+	p->query_want[n] = want;
+	p->nr_query++;
+	return p->nr_query == p->rel_batch ? dd_release_flush(p) : 0;
+}
+
+/*
+ * Unshare the gfns left alone on their frame, and what the state kept
+ * nominated in VMs the pass did not get to check (it ended early, or
+ * dedup_state_release()). The query makes sure of "alone": a gfn whose
+ * frame has other sharers (from an earlier pass, or in a VM not scanned)
+ * keeps it, since unsharing it would cost a copy and save nothing; and a
+ * kept gfn must still have the handle the state remembers, or it is no
+ * longer the agent's to release.
+ */
+static int dd_release(struct dd_pass *p)
+{
+	uint64_t g, total = 0;
+	size_t i;
+	int ret = 0;
+
 	for (i = 0; i < p->nr_pages; i++)
-		if (p->pages[i].state != DD_SOURCE && p->pages[i].state != DD_SHARED &&
-		    p->pages[i].state != DD_ALREADY)
-			total++;
+		total += !dd_kept(p, &p->pages[i]);
+	for (i = 0; i < p->nr_vms; i++) {
+		const struct dd_vm_state *st = p->vms[i].st;
+
+		if (!st || !st->memo)
+			continue;
+		for (g = st->checked; g < st->pages; g++)
+			total += !!st->memo[g].handle;
+	}
 	if (!total)
 		return 0;
+	p->rel_done = 0;
+	p->rel_total = total;
+	p->nr_query = 0;
 	dd_progress(p, DEDUP_EV_RELEASE, 0, 0, total);
-	q = calloc(p->rel_batch, sizeof(*q));
-	u = calloc(p->rel_batch, sizeof(*u));
-	if (!q || !u) {
-		ret = dd_fail(p, -ENOMEM, PAGESHARE_OP_UNSHARE, "unshare");
-		goto out;
-	}
-	for (i = 0; i < p->nr_pages;) {
-		for (n = 0; i < p->nr_pages && n < p->rel_batch; i++) {
-			const struct dd_page *pg = &p->pages[i];
+	for (i = 0; i < p->nr_pages && !ret; i++) {
+		const struct dd_page *pg = &p->pages[i];
 
-			if (pg->state == DD_SOURCE || pg->state == DD_SHARED ||
-			    pg->state == DD_ALREADY)
-				continue;
-			memset(&q[n], 0, sizeof(q[n]));
-			q[n].vm = dd_page_vm(p, pg)->fd;
-			q[n].gfn = pg->gfn;
-			n++;
-		}
-		if (!n)
-			break;
-		ret = p->be->query(p->be->ctx, q, n);
-		if (ret) {
-			dd_fail(p, ret, PAGESHARE_OP_BATCH, "query");
-			goto out;
-		}
-		for (k = 0, nu = 0; k < n; k++) {
-			if (q[k].result || q[k].state != PAGESHARE_STATE_NOMINATED)
-				continue;
-			memset(&u[nu], 0, sizeof(u[nu]));
-			u[nu].vm = q[k].vm;
-			u[nu].gfn = q[k].gfn;
-			nu++;
-		}
-		if (nu) {
-			ret = p->be->unshare(p->be->ctx, u, nu);
-			if (ret) {
-				dd_fail(p, ret, PAGESHARE_OP_BATCH, "unshare");
-				goto out;
-			}
-			for (k = 0; k < nu; k++)
-				if (!u[k].result)
-					p->res->unshared++;
-		}
-		done += n;
-		dd_progress(p, DEDUP_EV_RELEASE, 0, done, total);
+		if (!dd_kept(p, pg))
+			ret = dd_release_add(p, dd_page_vm(p, pg)->fd, pg->gfn, 0);
 	}
-out:
-	free(q);
-	free(u);
+	for (i = 0; i < p->nr_vms && !ret; i++) {
+		const struct dd_vm_state *st = p->vms[i].st;
+
+		if (!st || !st->memo)
+			continue;
+		for (g = st->checked; g < st->pages && !ret; g++)
+			if (st->memo[g].handle)
+				ret = dd_release_add(p, p->vms[i].fd, g, st->memo[g].handle);
+	}
+	if (!ret)
+		ret = dd_release_flush(p);
 	return ret;
 }
 
@@ -1092,6 +1505,8 @@ static void dd_count(struct dd_pass *p)
 		}
 		if (kept && pg->hash == p->zero_hash)
 			res->zero++;
+		else if (!kept && dd_kept(p, pg))
+			res->kept_alone++;
 	}
 }
 
@@ -1103,7 +1518,11 @@ static int dd_alloc(struct dd_pass *p)
 	p->ops = calloc(p->share_batch, sizeof(*p->ops));
 	p->op_page = calloc(p->share_batch, sizeof(*p->op_page));
 	p->op_run = calloc(p->share_batch, sizeof(*p->op_run));
-	if (!p->nom || !p->renom || !p->renom_page || !p->ops || !p->op_page || !p->op_run)
+	p->query = calloc(p->rel_batch, sizeof(*p->query));
+	p->query_want = calloc(p->rel_batch, sizeof(*p->query_want));
+	p->unshare = calloc(p->rel_batch, sizeof(*p->unshare));
+	if (!p->nom || !p->renom || !p->renom_page || !p->ops || !p->op_page || !p->op_run ||
+	    !p->query || !p->query_want || !p->unshare)
 		return -ENOMEM;
 	return 0;
 }
@@ -1116,9 +1535,14 @@ static void dd_free(struct dd_pass *p)
 	free(p->ops);
 	free(p->op_page);
 	free(p->op_run);
+	free(p->query);
+	free(p->query_want);
+	free(p->unshare);
 	free(p->pages);
 	free(p->runs);
 	free(p->vms);
+	free(p->ids);
+	free(p->gone);
 }
 
 static uint64_t dd_zero_hash(size_t page_size)
@@ -1133,14 +1557,17 @@ static uint64_t dd_zero_hash(size_t page_size)
 	return h;
 }
 
-int dedup_pass(const struct dedup_backend *be, const struct dedup_config *cfg,
-	       struct dedup_result *res)
+/* A pass, or with @release_only the release of what the state keeps. */
+static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg,
+		  struct dedup_result *res, bool release_only)
 {
 	struct dd_pass p = { .be = be, .cfg = cfg, .res = res };
 	uint64_t saved0 = 0, saved1, start, done = 0, total = 0;
 	size_t i;
 	int ret;
 
+	p.state = cfg->state;
+	p.release_only = release_only;
 	memset(res, 0, sizeof(*res));
 	res->audit = -1;
 	p.clock = cfg->clock.now_ns ? cfg->clock : dedup_real_clock();
@@ -1172,22 +1599,34 @@ int dedup_pass(const struct dedup_backend *be, const struct dedup_config *cfg,
 		goto out;
 	}
 	ret = dd_open_vms(&p);
+	if (!ret && p.state)
+		ret = dd_state_sync(&p);
 	if (ret)
 		goto close;
 	for (i = 0; i < p.nr_vms; i++)
 		total += p.vms[i].pages;
-	for (i = 0; i < p.nr_vms && !ret; i++)
-		ret = dd_nominate_vm(&p, i, &done, total);
+	for (i = 0; i < p.nr_vms && !ret && !release_only; i++)
+		ret = dd_scan_vm(&p, i, &done, total);
 	if (!ret)
 		ret = dd_make_runs(&p);
 	if (ret)
 		dd_fail(&p, ret, PAGESHARE_OP_SHARE, "group pages");
-	if (!ret)
+	if (!ret && !release_only)
 		ret = dd_share_all(&p);
+	dd_settle_runs(&p);
+	/*
+	 * A pass that ends early gives back what it and the state kept, as
+	 * the agent may be going away: nothing stays nominated unremembered.
+	 */
+	p.keep_alone = p.state && !ret && !dd_stopped(&p) && !release_only;
+	if (p.keep_alone)
+		dd_state_alloc(&p);
 	/* Release what was nominated even after a failure, if the kernel lets us. */
 	if (dd_release(&p) && !ret)
 		ret = res->err;
 	dd_count(&p);
+	if (p.state)
+		dd_state_store(&p);
 close:
 	dd_close_vms(&p);
 	if (res->saved_known) {
@@ -1196,9 +1635,9 @@ close:
 		else
 			res->saved_delta = (int64_t)(saved1 - saved0);
 	}
-	res->interrupted = dd_stopped(&p);
+	res->interrupted = dd_stopped(&p) && !release_only;
 	res->ns = p.clock.now_ns(p.clock.ctx) - start;
-	if (!ret && cfg->verify) {
+	if (!ret && cfg->verify && !release_only) {
 		int problems = be->audit(be->ctx);
 
 		if (problems < 0)
@@ -1209,4 +1648,55 @@ close:
 out:
 	dd_free(&p);
 	return ret ? res->err : 0;
+}
+
+int dedup_pass(const struct dedup_backend *be, const struct dedup_config *cfg,
+	       struct dedup_result *res)
+{
+	return dd_run(be, cfg, res, false);
+}
+
+int dedup_state_release(const struct dedup_backend *be, const struct dedup_config *cfg,
+			struct dedup_result *res)
+{
+	struct dedup_state *s = cfg->state;
+	struct dedup_config c = *cfg;
+	uint64_t *ids;
+	size_t i, n = 0;
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	res->audit = -1;
+	if (!s)
+		return 0;
+	/* VMs with nothing kept need no visit. */
+	for (i = 0; i < s->nr_vms; i++) {
+		if (s->vms[i]->kept)
+			s->vms[n++] = s->vms[i];
+		else
+			dd_vm_state_free(s->vms[i]);
+	}
+	s->nr_vms = n;
+	if (!n)
+		return 0;
+	ids = malloc(n * sizeof(*ids));
+	if (!ids) {
+		res->err = -ENOMEM;
+		res->err_op = PAGESHARE_OP_UNSHARE;
+		snprintf(res->err_what, sizeof(res->err_what), "release");
+		return res->err;
+	}
+	for (i = 0; i < n; i++)
+		ids[i] = s->vms[i]->id;
+	c.vm_ids = ids;
+	c.nr_vm_ids = n;
+	ret = dd_run(be, &c, res, true);
+	free(ids);
+	/* What is left is not the agent's any more (a VM without memory), unless it failed. */
+	if (!ret) {
+		for (i = 0; i < s->nr_vms; i++)
+			dd_vm_state_free(s->vms[i]);
+		s->nr_vms = 0;
+	}
+	return ret;
 }

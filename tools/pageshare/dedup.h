@@ -72,7 +72,7 @@ struct dedup_clock {
 /* The phases of a pass, as reported to the progress callback. */
 enum dedup_event {
 	DEDUP_EV_VM,		/* a VM's nomination starts: @vm_id, @total pages */
-	DEDUP_EV_NOMINATE,	/* nominated @done of all VMs' @total pages */
+	DEDUP_EV_NOMINATE,	/* nominated (or found unchanged) @done of all VMs' @total pages */
 	DEDUP_EV_SHARE,		/* @done of @total groups of equal pages resolved */
 	DEDUP_EV_RELEASE,	/* checked @done of @total pages left alone */
 };
@@ -92,6 +92,22 @@ struct dedup_progress {
 };
 
 /**
+ * DOC: struct dedup_state
+ *
+ * What the agent remembers between passes, for incremental passes: opaque
+ * (a forward declaration, which kernel-doc cannot document as a struct).
+ * Made by dedup_state_new(), given to each pass in &dedup_config.state,
+ * released by dedup_state_release() and freed by dedup_state_free(). Per
+ * VM (by id, never by descriptor: each pass opens the VMs again), the
+ * handle and hash of every gfn that a pass left on a frame: shared, or
+ * alone but kept nominated; 16 bytes per gfn of each VM. A handle names
+ * one version of a frame's bytes and dies with any write, so a gfn that
+ * still reports its remembered handle has the remembered hash, and the
+ * next pass takes it as it is instead of nominating and hashing it again.
+ */
+struct dedup_state;
+
+/**
  * struct dedup_config - What a pass does.
  * @vm_ids:		The VMs to deduplicate; all VMs when @nr_vm_ids is 0.
  * @nr_vm_ids:		Entries in @vm_ids.
@@ -109,6 +125,15 @@ struct dedup_progress {
  *			skipped, and why); may be NULL.
  * @cb_ctx:		Passed to @progress and @notice.
  * @clock:		The clock; dedup_real_clock() when @clock.now_ns is NULL.
+ * @state:		NULL: every pass nominates and hashes every gfn, and
+ *			makes the gfns left alone private again. Else the
+ *			state kept across passes (incremental passes): a gfn
+ *			it remembers whose handle still holds joins the pass
+ *			without a nominate, and the gfns left alone stay
+ *			nominated, remembered for the next pass. A pass that
+ *			ends early (@stop, or a failure) makes the pages kept
+ *			nominated in its VMs private again, as a pass without
+ *			a state would, and forgets those VMs.
  */
 struct dedup_config {
 	const uint64_t *vm_ids;
@@ -124,6 +149,7 @@ struct dedup_config {
 	void (*notice)(void *ctx, const char *msg);
 	void *cb_ctx;
 	struct dedup_clock clock;
+	struct dedup_state *state;
 };
 
 /**
@@ -131,8 +157,10 @@ struct dedup_config {
  * @vms:		VMs scanned.
  * @vms_gone:		VMs that went away before they could be opened.
  * @vms_skipped:	VMs skipped: no size, or nothing they could share.
- * @scanned:		gfns nominated (holes and busy pages included).
- * @candidates:		gfns nominated successfully, with a handle.
+ * @scanned:		gfns nominated (holes and busy pages included), or
+ *			taken unchanged from the state (@reused).
+ * @candidates:		gfns nominated successfully, with a handle, or
+ *			taken from the state.
  * @shared:		gfns moved onto another gfn's frame by this pass.
  * @already:		gfns found on their group's frame already.
  * @frames:		Frames this pass's groups of equal pages ended on.
@@ -148,6 +176,15 @@ struct dedup_config {
  * @retried:		Shares retried after EIDRM and a new nominate.
  * @alone:		gfns with no equal in their share scope.
  * @unshared:		gfns left alone on their frame and made private again.
+ * @kept_alone:		gfns left alone but kept nominated and remembered
+ *			for the next pass (with &dedup_config.state): @alone,
+ *			sources whose every share was refused, and gfns a
+ *			policy kept apart.
+ * @reused:		gfns taken from the state without a nominate: still
+ *			on the frame of their remembered handle.
+ * @queried:		gfns queried: those the state remembered (checking
+ *			their handle), and those left alone, before a release.
+ * @query_calls:	Query calls made.
  * @saved_known:	@saved_delta is known (the backend has saved_frames).
  * @saved_delta:	Change of the module-wide saved_frames over the pass.
  * @ns:			Duration of the pass.
@@ -179,6 +216,10 @@ struct dedup_result {
 	uint64_t retried;
 	uint64_t alone;
 	uint64_t unshared;
+	uint64_t kept_alone;
+	uint64_t reused;
+	uint64_t queried;
+	uint64_t query_calls;
 	bool saved_known;
 	int64_t saved_delta;
 	uint64_t ns;
@@ -200,12 +241,51 @@ struct dedup_result {
  * Nominates every gfn with its hash, groups equal hashes by share scope,
  * shares each group into the page of the lowest VM id (then gfn) with the
  * kernel comparing the bytes, and makes the pages left alone private again.
+ * With &dedup_config.state, gfns unchanged since the pass that remembered
+ * them are queried instead of nominated, and the pages left alone stay
+ * nominated (see &dedup_config.state).
  *
  * Return: 0, or the negative errno of a failure that ended the pass (also
  * in @res->err, with @res->err_op and @res->err_what).
  */
 int dedup_pass(const struct dedup_backend *be, const struct dedup_config *cfg,
 	       struct dedup_result *res);
+
+/**
+ * dedup_state_new() - An empty state, for incremental passes.
+ *
+ * Return: the state, or NULL if out of memory.
+ */
+struct dedup_state *dedup_state_new(void);
+
+/**
+ * dedup_state_free() - Free a state.
+ * @state: the state, or NULL.
+ *
+ * Frees only the agent's memory: the pages the state keeps nominated stay
+ * so (dedup_state_release() makes them private first).
+ */
+void dedup_state_free(struct dedup_state *state);
+
+/**
+ * dedup_state_release() - Make the pages a state keeps nominated private again.
+ * @be: the kernel.
+ * @cfg: the passes' configuration; its @state is the one to release. Its
+ *	@vm_ids and @verify are ignored: the VMs are those the state knows.
+ * @res: filled in: @vms, @vms_gone, @queried, @query_calls, @unshared, @ns.
+ *
+ * For an agent that stops keeping the state (it exits): the gfns its
+ * passes left alone stay nominated until then. Each gfn still alone on the
+ * frame of its remembered handle is unshared; a gfn since written, shared
+ * or nominated anew is left as it is, and so is a VM that is gone. The
+ * state is empty afterwards, except for the VMs that could not be opened
+ * after a failure.
+ *
+ * Return: 0, or the negative errno of a failure (also in @res->err, with
+ * @res->err_op and @res->err_what).
+ */
+int dedup_state_release(const struct dedup_backend *be, const struct dedup_config *cfg,
+			struct dedup_result *res);
 
 /**
  * dedup_skipped() - The gfns a pass skipped, for the summary line.

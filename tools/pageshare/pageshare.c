@@ -501,7 +501,7 @@ static int open_control(void)
 static void usage_dedup(FILE *f)
 {
 	fprintf(f,
-		"Usage: pageshare dedup [--vm ID]... [--interval SECONDS]\n"
+		"Usage: pageshare dedup [--vm ID]... [--interval SECONDS [--full-passes]]\n"
 		"                       [--max-pages-per-sec N] [--verify] [--quiet]\n"
 		"\n"
 		"Share the equal pages of the VMs (every VM with memory, or those given\n"
@@ -510,9 +510,15 @@ static void usage_dedup(FILE *f)
 		"of the lowest VM id with the kernel comparing the bytes, and make the\n"
 		"pages left alone private again. Needs CAP_SYS_ADMIN.\n"
 		"\n"
+		"With --interval, the passes are incremental: a page unchanged since the\n"
+		"last pass is not nominated and hashed again, and pages left alone stay\n"
+		"nominated (read-only) between passes, until the command exits.\n"
+		"\n"
 		"  --vm ID                  only this VM; may be repeated\n"
 		"  --interval SECONDS       a pass every SECONDS until interrupted\n"
 		"                           (default: one pass)\n"
+		"  --full-passes            with --interval: every pass nominates and hashes\n"
+		"                           every page and makes the pages left alone private\n"
 		"  --max-pages-per-sec N    nominate at most N pages a second\n"
 		"  --verify                 run the audit after each pass; exit 1 on a problem\n"
 		"  --quiet                  print only the summary line of each pass\n"
@@ -615,7 +621,7 @@ static void ui_notice(void *ctx, const char *msg)
 }
 
 static void dedup_report(const struct dedup_result *r, unsigned int pass, bool interval,
-			 bool quiet, size_t ps)
+			 bool incremental, bool quiet, size_t ps)
 {
 	double secs = r->ns / 1e9;
 	double mib = r->scanned * (double)ps / MIB;
@@ -636,7 +642,14 @@ static void dedup_report(const struct dedup_result *r, unsigned int pass, bool i
 		       dedup_skipped(r), r->holes, r->busy, r->differ, r->stale, r->policy,
 		       r->errors);
 		printf("  alone    %" PRIu64 " pages with no equal; %" PRIu64
-		       " made private again\n", r->alone, r->unshared);
+		       " made private again", r->alone, r->unshared);
+		if (incremental)
+			printf(", %" PRIu64 " kept nominated", r->kept_alone);
+		printf("\n");
+		if (incremental)
+			printf("  reused   %" PRIu64 " pages unchanged since the last pass, not"
+			       " hashed again; %" PRIu64 " queried in %" PRIu64 " calls\n",
+			       r->reused, r->queried, r->query_calls);
 		printf("  saved    %.1f MiB (", dedup_saved_mib(r, ps));
 		if (r->saved_known)
 			printf("saved_frames %+" PRId64 "; ", r->saved_delta);
@@ -644,11 +657,40 @@ static void dedup_report(const struct dedup_result *r, unsigned int pass, bool i
 		if (r->audit >= 0)
 			printf("  audit    %d problems\n", r->audit);
 	}
+	/* Scripts parse this line: new fields go at the end. */
 	printf("dedup: scanned=%" PRIu64 " shared=%" PRIu64 " zero=%" PRIu64 " skipped=%" PRIu64
-	       " retried=%" PRIu64 " saved_mib=%.1f seconds=%.2f mib_per_s=%.1f\n",
+	       " retried=%" PRIu64 " saved_mib=%.1f seconds=%.2f mib_per_s=%.1f reused=%" PRIu64
+	       " queried=%" PRIu64 " query_calls=%" PRIu64 " kept_alone=%" PRIu64 "\n",
 	       r->scanned, r->shared, r->zero, dedup_skipped(r), r->retried,
-	       dedup_saved_mib(r, ps), secs, mibps);
+	       dedup_saved_mib(r, ps), secs, mibps, r->reused, r->queried, r->query_calls,
+	       r->kept_alone);
 	fflush(stdout);
+}
+
+/*
+ * Before exiting, make the pages that incremental passes kept nominated
+ * private again: nobody would remember them after the command. Without
+ * progress lines: after the last pass's summary, they would look like
+ * another pass's to a script that takes the last "dedup:" line.
+ */
+static int dedup_release_kept(const struct dedup_backend *be, const struct dedup_config *cfg,
+			      bool quiet)
+{
+	struct dedup_config c = *cfg;
+	struct dedup_result res;
+	int ret;
+
+	c.progress = NULL;
+	ret = dedup_state_release(be, &c, &res);
+	if (ret) {
+		fail(res.err_what, res.err_op, ret);
+		return 1;
+	}
+	if (!quiet && res.unshared)
+		printf("released %" PRIu64 " pages kept nominated since the last pass"
+		       " (made private again)\n", res.unshared);
+	fflush(stdout);
+	return 0;
 }
 
 static int cmd_dedup(int argc, char **argv)
@@ -656,6 +698,7 @@ static int cmd_dedup(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 'v' },
 		{ "interval", required_argument, NULL, 'i' },
+		{ "full-passes", no_argument, NULL, 'F' },
 		{ "max-pages-per-sec", required_argument, NULL, 'r' },
 		{ "verify", no_argument, NULL, 'V' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -674,6 +717,7 @@ static int cmd_dedup(int argc, char **argv)
 	uint64_t *ids = NULL, id, rate;
 	size_t nr_ids = 0;
 	double interval = 0;
+	bool full_passes = false;
 	unsigned int pass;
 	int c, ret = 0;
 
@@ -702,6 +746,9 @@ static int cmd_dedup(int argc, char **argv)
 				free(ids);
 				return usage_error("dedup: --interval needs seconds > 0");
 			}
+			break;
+		case 'F':
+			full_passes = true;
 			break;
 		case 'r':
 			if (!parse_u64(optarg, &rate) || !rate) {
@@ -735,6 +782,16 @@ static int cmd_dedup(int argc, char **argv)
 		free(ids);
 		return 1;
 	}
+	/* A single pass is always a full one: it keeps nothing nominated. */
+	if (interval > 0 && !full_passes) {
+		cfg.state = dedup_state_new();
+		if (!cfg.state) {
+			fail("dedup", PAGESHARE_OP_NOMINATE, -ENOMEM);
+			close(k.ctl);
+			free(ids);
+			return 1;
+		}
+	}
 	be.ctx = &k;
 	ui.tty = isatty(STDERR_FILENO);
 	ui.page_size = page_size();
@@ -757,7 +814,7 @@ static int cmd_dedup(int argc, char **argv)
 			ret = 1;
 			break;
 		}
-		dedup_report(&res, pass, interval > 0, ui.quiet, ui.page_size);
+		dedup_report(&res, pass, interval > 0, cfg.state != NULL, ui.quiet, ui.page_size);
 		if (res.audit > 0) {
 			fprintf(stderr, "pageshare: audit: %d problems after pass %u %s\n",
 				res.audit, pass, "(see the kernel log)");
@@ -770,6 +827,9 @@ static int cmd_dedup(int argc, char **argv)
 		if (stop_requested())
 			break;
 	}
+	if (cfg.state && dedup_release_kept(&be, &cfg, ui.quiet))
+		ret = 1;
+	dedup_state_free(cfg.state);
 	close(k.ctl);
 	free(ids);
 	return ret;

@@ -70,6 +70,8 @@ for cmd in vms stat dedup group audit; do
 	run 0 "$cmd --help" $cmd --help
 	has out "^Usage: pageshare $cmd" "$cmd --help prints its usage"
 done
+run 0 "dedup --help, again" dedup --help
+has out "^  --full-passes  " "dedup --help: --full-passes"
 
 run 2 "no command" 
 run 2 "unknown command" frobnicate
@@ -157,7 +159,7 @@ if [ -n "$FAKE" ]; then
 	PS=$FAKE
 
 	run 0 "fake: dedup" --device /dev/null --sysfs "$F" dedup
-	has out "^dedup: scanned=220 shared=118 zero=90 skipped=5 retried=0 saved_mib=0.5 seconds=[0-9]*\.[0-9][0-9] mib_per_s=[0-9]*\.[0-9]$" \
+	has out "^dedup: scanned=220 shared=118 zero=90 skipped=5 retried=0 saved_mib=0.5 seconds=[0-9]*\.[0-9][0-9] mib_per_s=[0-9]*\.[0-9] reused=0 queried=65 query_calls=1 kept_alone=0$" \
 		"fake: dedup: the summary line"
 	has out "^3 VMs, 220 pages (0.9 MiB) scanned in " "fake: dedup: report, VMs and pages"
 	has out "^  shared   118 pages onto 32 frames (90 zero pages), 0 already shared, 0 retried$" \
@@ -169,7 +171,8 @@ if [ -n "$FAKE" ]; then
 		"fake: dedup: report, saved"
 	has err "^dedup: VM 1: nominating 100 pages (0.4 MiB)$" "fake: dedup: a log line per VM"
 	has err "^dedup: sharing 32 sets of equal pages$" "fake: dedup: a log line for sharing"
-	has err "^fake: check=0 saved=118 " "fake: dedup: the kernel's invariants hold, 118 saved"
+	has err "^fake: check=0 saved=118 alone=0 " \
+		"fake: dedup: the kernel's invariants hold, 118 saved, no page left nominated"
 
 	run 0 "fake: dedup --quiet" --device /dev/null --sysfs "$F" dedup --quiet
 	[ "$(wc -l <"$TMP/out")" = 1 ] && ! grep -q "^dedup: VM" "$TMP/err"
@@ -202,16 +205,57 @@ if [ -n "$FAKE" ]; then
 	ok $? "fake: dedup --interval: a pass every 0.2 s ($(grep -c . "$TMP/out") lines)"
 	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=220 shared=0 zero=90 skipped=5 retried=0 saved_mib=0.0 "
 	ok $? "fake: dedup --interval: the second pass finds nothing new"
+	sed -n 1p "$TMP/out" | grep -q " reused=0 queried=0 query_calls=0 kept_alone=65$"
+	ok $? "fake: dedup --interval: the first pass keeps the 65 pages left alone nominated"
+	sed -n 2p "$TMP/out" | grep -q " reused=215 queried=215 query_calls=3 kept_alone=65$"
+	ok $? "fake: dedup --interval: the second pass reuses all 215 pages, a query call per VM"
+	has err "^fake: check=0 saved=118 alone=0 " \
+		"fake: dedup --interval: the kept pages made private again at exit"
+
+	# The report of incremental passes, and the release at exit.
+	"$PS" --device /dev/null --sysfs "$F" dedup --interval 0.2 >"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	sleep 0.5
+	kill -INT $pid
+	wait $pid
+	st=$?
+	[ $st = 0 ]
+	ok $? "fake: dedup --interval, reported: SIGINT ends it with status 0 (got $st)"
+	has out "^  alone    65 pages with no equal; 0 made private again, 65 kept nominated$" \
+		"fake: dedup --interval: report, alone pages kept"
+	has out "^  reused   215 pages unchanged since the last pass, not hashed again; 215 queried in 3 calls$" \
+		"fake: dedup --interval: report, reused"
+	tail -n 1 "$TMP/out" | grep -q "^released 65 pages kept nominated since the last pass (made private again)$"
+	ok $? "fake: dedup --interval: the release at exit, reported last"
+	has err "^fake: check=0 saved=118 alone=0 " "fake: dedup --interval: nothing left nominated"
+
+	"$PS" --device /dev/null --sysfs "$F" dedup --interval 0.2 --full-passes --quiet \
+		>"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	sleep 0.5
+	kill -TERM $pid
+	wait $pid
+	st=$?
+	[ $st = 0 ]
+	ok $? "fake: dedup --interval --full-passes: SIGTERM ends it with status 0 (got $st)"
+	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=220 shared=0 zero=90 skipped=5 retried=0 saved_mib=0.0 .* reused=0 queried=65 query_calls=1 kept_alone=0$"
+	ok $? "fake: dedup --full-passes: the second pass hashes all and releases the 65 alone"
+	has err "^fake: check=0 saved=118 alone=0 " "fake: dedup --full-passes: nothing left nominated"
+
+	run 0 "fake: dedup --full-passes, one pass" --device /dev/null --sysfs "$F" dedup \
+		--full-passes --quiet
+	has out " reused=0 queried=65 query_calls=1 kept_alone=0$" \
+		"fake: dedup --full-passes, one pass: as without it"
 
 	run 0 "fake: group" --device /dev/null group 1 3
 	has out "^share group 0x[0-9a-f]*: 1 3$" "fake: group: prints the new group"
 	g=$(sed -n 's/^share group \(0x[0-9a-f]*\):.*/\1/p' "$TMP/out")
-	has err "^fake: check=0 saved=0 groups=1:$g,2:0x1111,3:$g,4:0$" \
+	has err "^fake: check=0 saved=0 alone=0 groups=1:$g,2:0x1111,3:$g,4:0$" \
 		"fake: group: VMs 1 and 3 in the new group, VM 2 left"
 	run 0 "fake: group --no-intra" --device /dev/null group --no-intra 2 3
 	has out "^share group 0x[0-9a-f]*: 2 3 (no-intra-vm)$" "fake: group --no-intra: says so"
 	run 0 "fake: group --join" --device /dev/null group --join 1 3
-	has err "^fake: check=0 saved=0 groups=1:0x1111,2:0x1111,3:0x1111,4:0$" \
+	has err "^fake: check=0 saved=0 alone=0 groups=1:0x1111,2:0x1111,3:0x1111,4:0$" \
 		"fake: group --join: VM 3 joins VM 1's group"
 	run 1 "fake: group --join a VM in no group" --device /dev/null group --join 3 1
 	has err "^pageshare: VM 3 is in no share group to join$" "fake: group --join: the message"

@@ -85,6 +85,43 @@ static void fill(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content)
 	fk_write(fk, id, gfn, content);
 }
 
+/* An incremental pass: with the state. */
+static int fk_inc_pass(struct fk *fk, struct dedup_state *st, struct dedup_result *res)
+{
+	struct dedup_config cfg = fk_config(fk);
+
+	cfg.state = st;
+	return fk_run(fk, &cfg, res);
+}
+
+/* The fake's call counters, zeroed between passes. */
+static void fk_zero_counts(struct fk *fk)
+{
+	fk->nominate_calls = 0;
+	fk->nominated = 0;
+	fk->hashed = 0;
+	fk->share_calls = 0;
+	fk->unshare_calls = 0;
+	fk->query_calls = 0;
+	fk->queried = 0;
+	fk->max_query = 0;
+}
+
+/* Release what the state keeps nominated, and free it. */
+static int fk_release(struct fk *fk, struct dedup_state *st, struct dedup_result *res)
+{
+	struct dedup_backend be = fk_backend(fk);
+	struct dedup_config cfg = fk_config(fk);
+	int ret;
+
+	cfg.state = st;
+	ret = dedup_state_release(&be, &cfg, res);
+	if (ret)
+		diag("dedup_state_release: %d (%s)", ret, res->err_what);
+	dedup_state_free(st);
+	return ret;
+}
+
 static void test_xxh64(void)
 {
 	static const char spam[] = "Nobody inspects the spammish repetition";
@@ -672,6 +709,425 @@ static void test_max_sharers(void)
 	fk_end(&fk, "max_sharers");
 }
 
+/*
+ * Incremental passes over unchanged VMs: the second pass queries what the
+ * first left on frames, nominates and hashes nothing, and changes nothing;
+ * the pages left alone stay nominated until the state is released.
+ */
+static void test_inc_unchanged(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g, saved;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 16, 0x8, 0);
+	fk_add_vm(&fk, 2, 16, 0x8, 0);
+	fk_add_vm(&fk, 3, 16, 0x8, 0);
+	for (g = 0; g < 16; g++) {
+		fill(&fk, 1, g, g % 4);
+		fill(&fk, 2, g, g % 4);
+		fill(&fk, 3, g, 100 + g);	/* unique */
+	}
+	ok(st != NULL, "inc unchanged: a state");
+	ok(!fk_inc_pass(&fk, st, &res), "inc unchanged: first pass succeeds");
+	saved = fk_saved(&fk);
+	ok(saved == 28 && res.shared == 28 && res.frames == 4,
+	   "inc unchanged: first pass shares as a full pass (saved %" PRIu64 ")", saved);
+	ok(fk.hashed == 48 && res.reused == 0 && res.queried == 0 && res.query_calls == 0,
+	   "inc unchanged: first pass hashes all 48 pages, queries none (%zu)", fk.hashed);
+	ok(res.alone == 16 && res.kept_alone == 16 && res.unshared == 0 && fk.unshare_calls == 0,
+	   "inc unchanged: the 16 unique pages kept nominated, none unshared");
+	ok(fk_nominated_alone(&fk) == 16, "inc unchanged: 16 gfns nominated alone in the kernel");
+
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc unchanged: second pass succeeds");
+	ok(fk.hashed == 0 && fk.nominate_calls == 0 && res.nominate_calls == 0,
+	   "inc unchanged: second pass nominates nothing (hashed %zu, %zu calls)", fk.hashed,
+	   fk.nominate_calls);
+	ok(res.reused == 48 && res.queried == 48 && fk.queried == 48,
+	   "inc unchanged: all 48 kept pages reused (%" PRIu64 " of %" PRIu64 " queried)",
+	   res.reused, res.queried);
+	ok(res.query_calls == 3 && fk.query_calls == 3, "inc unchanged: one query call per VM (%zu)",
+	   fk.query_calls);
+	ok(res.scanned == 48 && res.candidates == 48, "inc unchanged: 48 scanned, 48 candidates");
+	ok(res.shared == 0 && res.freed == 0 && res.already == 28 && res.frames == 4 &&
+	   res.zero == 8, "inc unchanged: nothing new (already %" PRIu64 ")", res.already);
+	ok(fk.share_calls == 0 && fk.unshare_calls == 0 && res.unshared == 0,
+	   "inc unchanged: no share or unshare call");
+	ok(res.alone == 16 && res.kept_alone == 16, "inc unchanged: 16 still alone and kept");
+	ok(res.saved_delta == 0 && fk_saved(&fk) == saved, "inc unchanged: saved unchanged");
+	ok(fk_check(&fk) == 0 && fk.bad_fd == 0, "inc unchanged: invariants hold, no bad descriptor");
+
+	/* Queries in batches of release_batch. */
+	fk_zero_counts(&fk);
+	cfg = fk_config(&fk);
+	cfg.state = st;
+	cfg.release_batch = 5;
+	ok(!fk_run(&fk, &cfg, &res), "inc unchanged: third pass, queries of 5, succeeds");
+	ok(fk.max_query == 5 && res.query_calls == 12 && fk.query_calls == 12,
+	   "inc unchanged: 16 gfns a VM in 4 queries of 5 at most (%zu calls)", fk.query_calls);
+	ok(res.reused == 48 && fk.hashed == 0, "inc unchanged: all reused again");
+
+	fk_zero_counts(&fk);
+	ok(!fk_release(&fk, st, &res), "inc unchanged: release succeeds");
+	ok(res.unshared == 16 && res.vms == 3 && fk.hashed == 0,
+	   "inc unchanged: release made the 16 kept pages private (%" PRIu64 ")", res.unshared);
+	ok(fk_saved(&fk) == saved, "inc unchanged: release kept the shared pages");
+	fk_end(&fk, "inc unchanged");
+}
+
+/*
+ * A page written between passes loses its handle: the next pass nominates
+ * and hashes it again, and shares it again if it matches another.
+ */
+static void test_inc_written(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t saved;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x9, 0);
+	fk_add_vm(&fk, 2, 4, 0x9, 0);
+	fill(&fk, 1, 0, 0x10);
+	fill(&fk, 2, 0, 0x10);
+	fill(&fk, 1, 1, 0x20);
+	fill(&fk, 2, 1, 0x30);
+	fill(&fk, 1, 2, 0x40);
+	fill(&fk, 2, 2, 0x40);
+	ok(!fk_inc_pass(&fk, st, &res), "inc written: first pass succeeds");
+	ok(res.shared == 2 && res.kept_alone == 2, "inc written: 2 shared, 2 kept alone");
+	saved = fk_saved(&fk);
+
+	/* The same bytes again, other bytes that match a kept page, and other bytes. */
+	fk_write(&fk, 2, 0, 0x10);
+	fk_write(&fk, 2, 1, 0x20);
+	fk_write(&fk, 2, 2, 0x41);
+	ok(fk_frame_of(&fk, 2, 0) == FK_NONE && fk_frame_of(&fk, 2, 1) == FK_NONE,
+	   "inc written: the written gfns are private in the kernel");
+	ok(fk_saved(&fk) == saved - 2, "inc written: the writes gave back 2 saved frames");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc written: second pass succeeds");
+	ok(fk.hashed == 3 && res.reused == 3 && res.queried == 6,
+	   "inc written: the 3 written pages hashed, the 3 others reused (hashed %zu, reused %"
+	   PRIu64 ")", fk.hashed, res.reused);
+	ok(fk_frame_of(&fk, 2, 0) != FK_NONE && fk_frame_of(&fk, 2, 0) == fk_frame_of(&fk, 1, 0),
+	   "inc written: rewritten with its bytes, shared again");
+	ok(fk_frame_of(&fk, 2, 1) != FK_NONE && fk_frame_of(&fk, 2, 1) == fk_frame_of(&fk, 1, 1),
+	   "inc written: now equal to a kept page, shared with it");
+	ok(fk_frame_of(&fk, 2, 2) != FK_NONE && fk_frame_of(&fk, 2, 2) != fk_frame_of(&fk, 1, 2),
+	   "inc written: changed bytes, on a frame of its own");
+	ok(res.shared == 2 && res.already == 0 && res.frames == 2 && res.retried == 0 &&
+	   res.stale == 0, "inc written: 2 shared, counted (shared %" PRIu64 ")", res.shared);
+	ok(res.alone == 2 && res.kept_alone == 2, "inc written: VM 1 gfn 2 and VM 2 gfn 2 alone");
+	ok(fk_saved(&fk) == saved, "inc written: saved as before the writes");
+	ok(fk_content(&fk, 2, 1) == 0x20 && fk_content(&fk, 2, 2) == 0x41 &&
+	   fk_content(&fk, 1, 2) == 0x40, "inc written: every gfn reads its last write");
+
+	/* A kept shared page written: its partner is alone on the frame, and stays. */
+	fk_write(&fk, 2, 1, 0x50);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc written: third pass succeeds");
+	ok(fk.hashed == 1 && res.reused == 5 && res.kept_alone == 4,
+	   "inc written: 1 hashed, 5 reused, 4 alone kept (hashed %zu)", fk.hashed);
+	ok(fk_frame_of(&fk, 1, 1) != FK_NONE, "inc written: the partner left alone kept its frame");
+
+	ok(!fk_release(&fk, st, &res) && res.unshared == 4,
+	   "inc written: release made 4 private (%" PRIu64 ")", res.unshared);
+	fk_end(&fk, "inc written");
+}
+
+/* A page left alone and written between passes is nominated and hashed again. */
+static void test_inc_alone_written(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 8, 0, 0);
+	fill(&fk, 1, 0, 0x1);
+	fill(&fk, 1, 1, 0x2);
+	fill(&fk, 1, 2, 0x3);
+	fill(&fk, 1, 3, 0x3);
+	ok(!fk_inc_pass(&fk, st, &res), "inc alone: first pass succeeds");
+	ok(res.alone == 2 && res.kept_alone == 2 && res.shared == 1,
+	   "inc alone: 2 alone kept, 1 shared");
+
+	fk_write(&fk, 1, 0, 0x5);
+	ok(fk_frame_of(&fk, 1, 0) == FK_NONE, "inc alone: the write made it private");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc alone: second pass succeeds");
+	ok(fk.hashed == 1 && res.reused == 3, "inc alone: the written page hashed again (%zu)",
+	   fk.hashed);
+	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && res.kept_alone == 2 && res.unshared == 0,
+	   "inc alone: still unique: kept nominated with its new hash");
+	ok(fk_content(&fk, 1, 0) == 0x5, "inc alone: it reads its write");
+
+	/* Written with the bytes of the shared pair: it joins their frame. */
+	fk_write(&fk, 1, 1, 0x3);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc alone: third pass succeeds");
+	/* The lowest gfn of the group, it is the source: the pair's frame moves onto its. */
+	f = fk_frame_of(&fk, 1, 1);
+	ok(fk.hashed == 1 && res.shared == 2 && f != FK_NONE && fk_frame_of(&fk, 1, 2) == f &&
+	   fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 3,
+	   "inc alone: hashed again and shared with the pair (%" PRIu64 " moved)", res.shared);
+	ok(res.kept_alone == 1, "inc alone: 1 kept alone");
+
+	/* A fourth pass finds nothing new. */
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && fk.hashed == 0 && res.reused == 4 && res.shared == 0,
+	   "inc alone: fourth pass: nothing hashed, 4 reused");
+
+	/*
+	 * Written with the trio's bytes and nominated anew by someone else:
+	 * nominated again, but under another handle, so its old hash is no
+	 * longer its bytes'.
+	 */
+	fk_write(&fk, 1, 0, 0x3);
+	{
+		struct dedup_backend be = fk_backend(&fk);
+		struct pageshare_nominate n = { .gfn = 0 };
+
+		n.vm = be.open_vm(&fk, 1);
+		be.nominate(&fk, &n, 1);
+		be.close_vm(&fk, n.vm);
+		ok(!n.result && fk_frame_of(&fk, 1, 0) != FK_NONE,
+		   "inc alone: nominated anew behind the agent's back");
+	}
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc alone: fifth pass succeeds");
+	/* gfn 0, the lowest, is the source: the trio moves onto its frame. */
+	f = fk_frame_of(&fk, 1, 0);
+	ok(fk.hashed == 1 && res.reused == 3 && res.shared == 3 && f != FK_NONE &&
+	   fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 4,
+	   "inc alone: a new handle: hashed again, and shared (%" PRIu64 " moved)", res.shared);
+	ok(!fk_release(&fk, st, &res) && res.unshared == 0, "inc alone: release: nothing alone");
+	fk_end(&fk, "inc alone");
+}
+
+/*
+ * VMs that come and go between passes: a VM gone (not listed, or gone at
+ * the open) and a VM resized are forgotten; no descriptor of an earlier
+ * pass is used; a VM not named by a pass keeps its state until released.
+ */
+static void test_inc_vms(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	static const uint64_t only1[] = { 1 };
+	static const uint64_t named[] = { 1, 4 };
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+
+	fk_init(&fk);
+	fk.fresh_fds = true;
+	for (g = 1; g <= 4; g++)
+		fk_add_vm(&fk, g, 8, 0xa, 0);
+	for (g = 0; g < 8; g++) {
+		fill(&fk, 1, g, g < 4 ? 0x70 + g : 0x100 + g);
+		fill(&fk, 2, g, g < 4 ? 0x70 + g : 0x200 + g);
+		fill(&fk, 3, g, g < 4 ? 0x70 + g : 0x300 + g);
+		fill(&fk, 4, g, g < 4 ? 0x70 + g : 0x400 + g);
+	}
+	ok(!fk_inc_pass(&fk, st, &res), "inc VMs: first pass succeeds");
+	ok(res.vms == 4 && res.shared == 12 && res.kept_alone == 16,
+	   "inc VMs: 12 shared, 16 alone kept");
+
+	/* VM 2 exits (listed no more), VM 4 exits after the listing, VM 3 grows. */
+	fk_remove_vm(&fk, 2, false);
+	fk_remove_vm(&fk, 4, true);
+	fk_resize(&fk, 3, 12);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc VMs: second pass succeeds");
+	ok(res.vms == 2 && res.vms_gone == 1, "inc VMs: VMs 1 and 3 scanned, VM 4 gone");
+	ok(fk.bad_fd == 0, "inc VMs: no call named a stale descriptor");
+	ok(res.queried == 8 && res.reused == 8,
+	   "inc VMs: only VM 1's 8 gfns queried (%" PRIu64 ")", res.queried);
+	ok(fk.hashed == 8, "inc VMs: the resized VM 3 hashed again (%zu)", fk.hashed);
+	ok(res.shared == 0 && res.already == 4 && res.frames == 4 && res.kept_alone == 8,
+	   "inc VMs: VM 1 and 3 still share, their 8 unique pages kept");
+	ok(fk_check(&fk) == 0 && fk.open_fds == 0, "inc VMs: invariants hold, descriptors closed");
+
+	/* A new VM takes VM 2's id, with its size: nothing of the old one is queried. */
+	fk_add_vm(&fk, 2, 8, 0xa, 0);
+	fill(&fk, 2, 0, 0x70);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc VMs: third pass succeeds");
+	ok(res.vms == 3 && res.queried == 16 && res.reused == 16 && fk.hashed == 1,
+	   "inc VMs: VMs 1 and 3 queried, the new VM 2 hashed (%" PRIu64 " queried)",
+	   res.queried);
+	ok(fk_frame_of(&fk, 2, 0) != FK_NONE && fk_frame_of(&fk, 2, 0) == fk_frame_of(&fk, 1, 0),
+	   "inc VMs: the new VM 2 shares");
+
+	/* A pass over VM 1 only, named, and over VMs 1 and 4 (gone). */
+	cfg = fk_config(&fk);
+	cfg.state = st;
+	cfg.vm_ids = only1;
+	cfg.nr_vm_ids = 1;
+	fk_zero_counts(&fk);
+	ok(!fk_run(&fk, &cfg, &res) && res.vms == 1 && res.queried == 8 && fk.hashed == 0,
+	   "inc VMs: a pass over VM 1 alone reuses its 8 pages");
+	cfg.vm_ids = named;
+	cfg.nr_vm_ids = 2;
+	ok(!fk_run(&fk, &cfg, &res) && res.vms == 1 && res.vms_gone == 1,
+	   "inc VMs: a named VM that is gone is skipped");
+	ok(fk_nominated_alone(&fk) == 8, "inc VMs: VM 1's and VM 3's unique pages still nominated");
+
+	/* The release reaches VM 3, which the last passes did not name. */
+	fk_zero_counts(&fk);
+	ok(!fk_release(&fk, st, &res), "inc VMs: release succeeds");
+	ok(res.vms == 3 && res.unshared == 8 && fk.bad_fd == 0,
+	   "inc VMs: release visited VMs 1, 2 and 3, 8 made private (%" PRIu64 ")", res.unshared);
+	fk_end(&fk, "inc VMs");
+}
+
+/* A shrunk VM: forgotten too, and the gfns past the end are gone. */
+static void test_inc_shrink(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+
+	fk_init(&fk);
+	fk.fresh_fds = true;
+	fk_add_vm(&fk, 1, 8, 0, 0);
+	for (g = 0; g < 8; g++)
+		fill(&fk, 1, g, g < 2 ? 0x5 : 0x10 + g);
+	ok(!fk_inc_pass(&fk, st, &res) && res.kept_alone == 6, "inc shrink: first pass keeps 6");
+	fk_resize(&fk, 1, 4);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc shrink: second pass succeeds");
+	ok(res.queried == 0 && fk.hashed == 4 && res.scanned == 4 && res.kept_alone == 2,
+	   "inc shrink: nothing queried, the 4 gfns left hashed again");
+	ok(fk.bad_fd == 0 && fk_check(&fk) == 0, "inc shrink: no bad descriptor, invariants hold");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 2, "inc shrink: release made 2 private");
+	fk_end(&fk, "inc shrink");
+}
+
+/* Without a state, as --full-passes: every pass hashes everything and releases alone pages. */
+static void test_full_passes(void)
+{
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+	int pass;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 16, 0x8, 0);
+	fk_add_vm(&fk, 2, 16, 0x8, 0);
+	for (g = 0; g < 16; g++) {
+		fill(&fk, 1, g, g % 2);
+		fill(&fk, 2, g, 0x100 + g);
+	}
+	for (pass = 1; pass <= 2; pass++) {
+		fk_zero_counts(&fk);
+		ok(!fk_pass(&fk, &res), "full passes: pass %d succeeds", pass);
+		ok(fk.hashed == 32 && res.reused == 0 && res.kept_alone == 0,
+		   "full passes: pass %d hashes all 32 pages (%zu)", pass, fk.hashed);
+		ok(res.alone == 16 && res.unshared == 16 && fk_nominated_alone(&fk) == 0,
+		   "full passes: pass %d made the 16 alone pages private", pass);
+		ok(res.queried == 16 && res.query_calls == 1,
+		   "full passes: pass %d queried them before the release", pass);
+	}
+	fk_end(&fk, "full passes");
+}
+
+static int inc_stop_flag;
+
+static void inc_stop_on_nominate(void *ctx, const struct dedup_progress *pr)
+{
+	(void)ctx;
+	if (pr->event == DEDUP_EV_NOMINATE)
+		__atomic_store_n(&inc_stop_flag, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * A pass that ends early, stopped or failed, releases what it and the
+ * state kept nominated, as the agent may be going away, and forgets it.
+ */
+static void test_inc_early_end(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+
+	fk_init(&fk);
+	fk.fresh_fds = true;
+	fk_add_vm(&fk, 1, 8, 0xb, 0);
+	fk_add_vm(&fk, 2, 8, 0xb, 0);
+	for (g = 0; g < 8; g++) {
+		fill(&fk, 1, g, g < 4 ? g : 0x100 + g);
+		fill(&fk, 2, g, g < 4 ? g : 0x200 + g);
+	}
+	ok(!fk_inc_pass(&fk, st, &res) && res.kept_alone == 8, "inc early end: first pass keeps 8");
+	fk_write(&fk, 1, 5, 0x55);
+
+	/* Stopped after VM 1's first nominate batch: VM 2 is not checked. */
+	__atomic_store_n(&inc_stop_flag, 0, __ATOMIC_RELAXED);
+	cfg = fk_config(&fk);
+	cfg.state = st;
+	cfg.stop = &inc_stop_flag;
+	cfg.progress = inc_stop_on_nominate;
+	ok(!fk_run(&fk, &cfg, &res) && res.interrupted, "inc early end: stopped pass ends cleanly");
+	ok(res.kept_alone == 0 && fk_nominated_alone(&fk) == 0,
+	   "inc early end: every page kept alone made private (%" PRIu64 " unshared)",
+	   res.unshared);
+	ok(res.unshared == 8 && fk.bad_fd == 0, "inc early end: 8 unshared, VM 2's too");
+	ok(fk_saved(&fk) == 4, "inc early end: the shared pages stay shared");
+
+	/* The state forgot both VMs: the next pass hashes everything. */
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.queried == 0 && fk.hashed == 16,
+	   "inc early end: the next pass queries nothing, hashes all 16");
+	ok(res.already == 4 && res.kept_alone == 8, "inc early end: and keeps 8 again");
+
+	/* A failed query: the pass fails, and still releases what was kept. */
+	fk_zero_counts(&fk);
+	fk.fail_query = 1;
+	ok(fk_inc_pass(&fk, st, &res) == -ENOMEM && !strncmp(res.err_what, "query", 5),
+	   "inc early end: a failed query fails the pass (%s)", res.err_what);
+	ok(fk_nominated_alone(&fk) == 0 && res.unshared == 8,
+	   "inc early end: the failed pass released the 8 kept pages");
+	fk.fail_query = 0;
+	fk_zero_counts(&fk);
+	ok(!fk_release(&fk, st, &res) && res.vms == 0 && fk.query_calls == 0,
+	   "inc early end: nothing left to release");
+	fk_end(&fk, "inc early end");
+}
+
+/* Pages a policy keeps apart are kept nominated like pages without an equal. */
+static void test_inc_no_intra(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0xc, PAGESHARE_POLICY_NO_INTRA_VM);
+	fk_add_vm(&fk, 2, 4, 0xc, 0);
+	fill(&fk, 1, 0, 0xa);
+	fill(&fk, 1, 1, 0xa);
+	fill(&fk, 2, 0, 0xa);
+	ok(!fk_inc_pass(&fk, st, &res) && res.policy == 1 && res.kept_alone == 1,
+	   "inc no-intra: 1 kept apart, kept nominated");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && fk.hashed == 0 && res.reused == 3 && res.policy == 1 &&
+	   fk.share_calls == 0, "inc no-intra: second pass: nothing hashed or shared");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 1, "inc no-intra: release made it private");
+	fk_end(&fk, "inc no-intra");
+}
+
 static int stop_flag;
 
 static void stop_after_first(void *ctx, const struct dedup_progress *pr)
@@ -740,10 +1196,11 @@ static uint64_t fk_scope(const struct fk_vm *vm)
 
 /*
  * Whether every set of equal pages in a scope is on one frame and every
- * page without an equal is private: what a pass without interference must
- * leave (without pinned pages or no-intra-VM VMs).
+ * page without an equal is private (or, with @kept, private or nominated
+ * alone): what a pass without interference must leave (without pinned
+ * pages or no-intra-VM VMs).
  */
-static bool fk_optimal(struct fk *fk)
+static bool fk_optimal(struct fk *fk, bool kept)
 {
 	int i, j;
 	uint64_t k, l;
@@ -770,30 +1227,38 @@ static bool fk_optimal(struct fk *fk)
 						return false;
 				}
 			}
-			if (!twin && g->frame != FK_NONE)
+			if (!twin && g->frame != FK_NONE &&
+			    (!kept || fk->frames[g->frame].sharers != 1))
 				return false;
 		}
 	}
 	return true;
 }
 
-/* Random VMs, groups, contents, batch sizes and writes during the pass. */
+/*
+ * Random VMs, groups, contents, batch sizes and writes during the pass;
+ * every other pair of seeds with incremental passes, and the state
+ * released at the end.
+ */
 static void test_random(void)
 {
 	int seed, bad_check = 0, bad_content = 0, bad_optimal = 0, bad_alone = 0, bad_err = 0;
-	int runs = 300;
+	int bad_rehash = 0, runs = 300;
 
 	for (seed = 1; seed <= runs; seed++) {
 		static const uint64_t groups[] = { 0, 0x1111, 0x2222 };
+		struct dedup_state *st = (seed / 2) % 2 ? dedup_state_new() : NULL;
 		struct dedup_config cfg;
 		struct dedup_result res;
 		bool writes = seed % 2;
+		uint64_t differ = 0;
 		struct fk fk;
 		int i, nvms, pass;
 		uint64_t k;
 
 		rng_state = 0x9E3779B97F4A7C15ULL * seed;
 		fk_init(&fk);
+		fk.fresh_fds = true;
 		nvms = 2 + rnd(4);
 		for (i = 0; i < nvms; i++) {
 			struct fk_vm *vm = fk_add_vm(&fk, 1 + rnd(1000), 24, groups[rnd(3)], 0);
@@ -816,9 +1281,19 @@ static void test_random(void)
 			cfg.nominate_batch = 1 + rnd(30);
 			cfg.share_batch = 1 + rnd(10);
 			cfg.release_batch = 1 + rnd(10);
+			cfg.state = st;
+			fk.hashed = 0;
 			if (fk_run(&fk, &cfg, &res))
 				bad_err++;
-			if (fk_check(&fk) || fk.open_fds)
+			/*
+			 * Unchanged pages are not hashed again: only the 4
+			 * written between the passes, and those forgotten for
+			 * their bytes (EILSEQ).
+			 */
+			if (st && !writes && pass && fk.hashed > 4 + differ)
+				bad_rehash++;
+			differ = res.differ;
+			if (fk_check(&fk) || fk.open_fds || fk.bad_fd)
 				bad_check++;
 			/* Every gfn reads its last write, whatever was shared. */
 			for (i = 0; i < nvms; i++)
@@ -826,9 +1301,9 @@ static void test_random(void)
 					if (fk.vms[i].g[k].touched &&
 					    fk_content(&fk, fk.vms[i].id, k) != fk.vms[i].g[k].want)
 						bad_content++;
-			if (!writes && !fk_optimal(&fk))
+			if (!writes && !fk_optimal(&fk, st))
 				bad_optimal++;
-			if (!writes && fk_nominated_alone(&fk))
+			if (!writes && !st && fk_nominated_alone(&fk))
 				bad_alone++;
 			/* Between passes: a few writes, so the second pass has work. */
 			for (i = 0; i < 4; i++) {
@@ -837,6 +1312,16 @@ static void test_random(void)
 				fk_write(&fk, vm->id, rnd(24), rnd(6));
 			}
 		}
+		if (st) {
+			fk.before_share = NULL;
+			if (fk_release(&fk, st, &res))
+				bad_err++;
+			if (fk_check(&fk) || fk.open_fds || fk.bad_fd)
+				bad_check++;
+			/* Whatever was written during the passes, nothing stays behind. */
+			if (fk_nominated_alone(&fk))
+				bad_alone++;
+		}
 		fk_free(&fk);
 	}
 	ok(!bad_err, "random: %d configurations, two passes each, no error", runs);
@@ -844,7 +1329,10 @@ static void test_random(void)
 	ok(!bad_content, "random: every gfn reads its last write (%d bad)", bad_content);
 	ok(!bad_optimal, "random: without writes, every set of equal pages on one frame (%d bad)",
 	   bad_optimal);
-	ok(!bad_alone, "random: without writes, no gfn left nominated alone (%d bad)", bad_alone);
+	ok(!bad_alone, "random: no gfn left nominated alone without writes, or after a release (%d bad)",
+	   bad_alone);
+	ok(!bad_rehash, "random: incremental, without writes, only changed pages hashed (%d bad)",
+	   bad_rehash);
 }
 
 int main(void)
@@ -869,6 +1357,14 @@ int main(void)
 	test_verify();
 	test_max_sharers();
 	test_stop();
+	test_inc_unchanged();
+	test_inc_written();
+	test_inc_alone_written();
+	test_inc_vms();
+	test_inc_shrink();
+	test_full_passes();
+	test_inc_early_end();
+	test_inc_no_intra();
 	test_random();
 	return tap_done();
 }

@@ -5,9 +5,10 @@
  * any file that opens (/dev/null). At start, the fake sets up a scenario
  * and writes its sysfs tree; at exit, it prints its state on stderr as
  *
- *   fake: check=N saved=N groups=ID:GROUP,...
+ *   fake: check=N saved=N alone=N groups=ID:GROUP,...
  *
- * (check: broken invariants; saved: frames saved by sharing).
+ * (check: broken invariants; saved: frames saved by sharing; alone: gfns
+ * left nominated alone on a frame).
  *
  * Environment:
  *   PAGESHARE_FAKE_SYSFS     the directory for the sysfs tree (required)
@@ -133,10 +134,15 @@ static void fake_setup(void)
 __attribute__((destructor))
 static void fake_report(void)
 {
+	uint64_t k, alone = 0;
 	int i;
 
-	fprintf(stderr, "fake: check=%d saved=%llu groups=", fk_check(&fk),
-		(unsigned long long)fk_saved(&fk));
+	for (i = 0; i < fk.nr_vms; i++)
+		for (k = 0; k < fk.vms[i].pages; k++)
+			alone += fk.vms[i].g[k].frame != FK_NONE &&
+				 fk.frames[fk.vms[i].g[k].frame].sharers == 1;
+	fprintf(stderr, "fake: check=%d saved=%llu alone=%llu groups=", fk_check(&fk),
+		(unsigned long long)fk_saved(&fk), (unsigned long long)alone);
 	for (i = 0; i < fk.nr_vms; i++)
 		fprintf(stderr, "%s%llu:%#llx", i ? "," : "", (unsigned long long)fk.vms[i].id,
 			(unsigned long long)fk.vms[i].group);

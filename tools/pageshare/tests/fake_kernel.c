@@ -111,6 +111,44 @@ void fk_write(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content)
 	g->want = content;
 }
 
+/*
+ * The VM exits: its gfns leave their frames, as at the kernel's teardown.
+ * With @listed, it exited after the agent listed the VMs (open: ESRCH);
+ * without, it is listed no more, and its id is moved out of the way so
+ * that a new VM may take it, as the kernel allows once the old one is gone.
+ */
+void fk_remove_vm(struct fk *fk, uint64_t id, bool listed)
+{
+	struct fk_vm *vm = fk_vm(fk, id);
+	uint64_t k;
+
+	for (k = 0; k < vm->pages; k++) {
+		fk_unshare_gfn(fk, &vm->g[k]);
+		vm->g[k].touched = false;
+	}
+	vm->exists = false;
+	if (listed)
+		return;
+	vm->unlisted = true;
+	vm->id |= 1ULL << 62;
+}
+
+/* PAGESHARE_SET_SIZE: a shrink drops the gfns past the end, a growth adds holes. */
+void fk_resize(struct fk *fk, uint64_t id, uint64_t pages)
+{
+	struct fk_vm *vm = fk_vm(fk, id);
+	uint64_t k;
+
+	for (k = pages; k < vm->pages; k++)
+		fk_unshare_gfn(fk, &vm->g[k]);
+	vm->g = realloc(vm->g, (pages ? pages : 1) * sizeof(*vm->g));
+	for (k = vm->pages; k < pages; k++) {
+		memset(&vm->g[k], 0, sizeof(vm->g[k]));
+		vm->g[k].frame = FK_NONE;
+	}
+	vm->pages = pages;
+}
+
 struct fk_vm *fk_vm_of_fd(struct fk *fk, uint32_t fd)
 {
 	if (fd >= FK_MAX_FDS || fk->fd_vm[fd] < 0)
@@ -143,8 +181,10 @@ static int fk_nominate_one(struct fk *fk, struct pageshare_nominate *e)
 
 	if (e->flags & ~PAGESHARE_NOMINATE_HASH || e->pad)
 		return -EINVAL;
-	if (!vm)
+	if (!vm) {
+		fk->bad_fd++;
 		return -EBADF;
+	}
 	if (e->gfn >= vm->pages)
 		return -ENXIO;
 	g = &vm->g[e->gfn];
@@ -156,6 +196,7 @@ static int fk_nominate_one(struct fk *fk, struct pageshare_nominate *e)
 		g->frame = fk_new_frame(fk, vm, e->gfn);
 	e->handle = fk->frames[g->frame].handle;
 	e->hash = e->flags & PAGESHARE_NOMINATE_HASH ? fk_hash(fk->frames[g->frame].content) : 0;
+	fk->hashed += !!(e->flags & PAGESHARE_NOMINATE_HASH);
 	return 0;
 }
 
@@ -180,8 +221,10 @@ static int fk_share_one(struct fk *fk, const struct pageshare_share *e)
 
 	if (e->flags & ~PAGESHARE_SHARE_COMPARE)
 		return -EINVAL;
-	if (!svm || !cvm)
+	if (!svm || !cvm) {
+		fk->bad_fd++;
 		return -EBADF;
+	}
 	if (e->src_gfn >= svm->pages || e->client_gfn >= cvm->pages)
 		return -ENXIO;
 	if (svm == cvm && e->src_gfn == e->client_gfn)
@@ -266,7 +309,8 @@ static int fk_list_vms(void *ctx, uint64_t **ids, size_t *count)
 	*ids = malloc(FK_MAX_VMS * sizeof(**ids));
 	*count = 0;
 	for (i = 0; i < fk->nr_vms; i++)
-		(*ids)[(*count)++] = fk->vms[i].id;
+		if (!fk->vms[i].unlisted)
+			(*ids)[(*count)++] = fk->vms[i].id;
 	return 0;
 }
 
@@ -278,10 +322,12 @@ static int fk_open_vm(void *ctx, uint64_t id)
 
 	if (!vm || !vm->exists)
 		return -ESRCH;
-	for (i = FK_FD_BASE; i < FK_MAX_FDS; i++) {
+	for (i = fk->fresh_fds && fk->next_fd > FK_FD_BASE ? fk->next_fd : FK_FD_BASE;
+	     i < FK_MAX_FDS; i++) {
 		if (fk->fd_vm[i] < 0) {
 			fk->fd_vm[i] = vm - fk->vms;
 			fk->open_fds++;
+			fk->next_fd = i + 1;
 			return i;
 		}
 	}
@@ -323,6 +369,7 @@ static int fk_nominate(void *ctx, struct pageshare_nominate *e, size_t n)
 	size_t i;
 
 	fk->nominate_calls++;
+	fk->nominated += n;
 	if (n > fk->max_nominate)
 		fk->max_nominate = n;
 	for (i = 0; i < n; i++)
@@ -356,12 +403,15 @@ static int fk_unshare(void *ctx, struct pageshare_unshare *e, size_t n)
 	for (i = 0; i < n; i++) {
 		struct fk_vm *vm = fk_vm_of_fd(fk, e[i].vm);
 
-		if (!vm)
+		if (!vm) {
+			fk->bad_fd++;
 			e[i].result = -EBADF;
-		else if (e[i].gfn >= vm->pages)
+		} else if (e[i].gfn >= vm->pages) {
 			e[i].result = -ENXIO;
-		else
-			fk_unshare_gfn(fk, &vm->g[e[i].gfn]), e[i].result = 0;
+		} else {
+			fk_unshare_gfn(fk, &vm->g[e[i].gfn]);
+			e[i].result = 0;
+		}
 	}
 	return 0;
 }
@@ -387,11 +437,16 @@ static int fk_query(void *ctx, struct pageshare_query *e, size_t n)
 	struct fk *fk = ctx;
 	size_t i;
 
-	fk->query_calls++;
+	if (++fk->query_calls == fk->fail_query)
+		return -ENOMEM;
+	fk->queried += n;
+	if (n > fk->max_query)
+		fk->max_query = n;
 	for (i = 0; i < n; i++) {
 		struct fk_vm *vm = fk_vm_of_fd(fk, e[i].vm);
 
 		if (!vm) {
+			fk->bad_fd++;
 			e[i].result = -EBADF;
 		} else if (e[i].gfn >= vm->pages) {
 			e[i].result = -ENXIO;

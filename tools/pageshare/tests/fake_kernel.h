@@ -55,6 +55,7 @@ struct fk_vm {
 	uint64_t group;
 	uint32_t flags;
 	bool exists;
+	bool unlisted;		/* gone from the listing too (fk_remove_vm()) */
 	struct fk_gfn *g;
 };
 
@@ -68,11 +69,18 @@ struct fk {
 	uint32_t max_sharers;
 	int fd_vm[FK_MAX_FDS];	/* descriptor -> VM index, or -1 */
 	int open_fds;
+	bool fresh_fds;		/* never reuse a descriptor: a stale one is EBADF */
+	int next_fd;
 
 	/* Instrumentation. */
 	size_t nominate_calls, max_nominate;
 	size_t share_calls, max_share;
-	size_t unshare_calls, query_calls;
+	size_t unshare_calls, query_calls, max_query;
+	size_t nominated;	/* nominate entries */
+	size_t hashed;		/* of those, pages read and hashed (PAGESHARE_NOMINATE_HASH) */
+	size_t queried;		/* query entries */
+	size_t bad_fd;		/* entries of any call naming no open VM descriptor */
+	size_t fail_query;	/* fail query call number fail_query (1-based) with ENOMEM */
 	size_t share_err[256];	/* share results by errno */
 	int audits;
 	int audit_extra;	/* problems the audit adds to those it finds */
@@ -96,6 +104,8 @@ int fk_frame_of(struct fk *fk, uint64_t id, uint64_t gfn);
 uint64_t fk_content(struct fk *fk, uint64_t id, uint64_t gfn);
 void fk_unshare_gfn(struct fk *fk, struct fk_gfn *g);
 void fk_write(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content);
+void fk_remove_vm(struct fk *fk, uint64_t id, bool listed);
+void fk_resize(struct fk *fk, uint64_t id, uint64_t pages);
 struct fk_vm *fk_vm_of_fd(struct fk *fk, uint32_t fd);
 int fk_set_policy(struct fk *fk, int fd, uint64_t group, uint32_t flags, uint64_t *group_out);
 int fk_check(struct fk *fk);
