@@ -369,12 +369,11 @@ struct pageshare_add_to_physmap {
  * @result:	Ignored on input. Batch form: 0 or a negative errno.
  * @pad:	Must be zero.
  *
- * What a write does, without writing: the last sharer of a frame keeps
- * it in place, without a copy, only when the page's reference count shows
- * nobody else holds it (the frame, the caller, one per page table entry);
- * otherwise, and for every other sharer, the gfn gets a copy. A frame left
- * without sharers ends, its page living on only with whoever still holds
- * it. A private gfn or a hole is left as it is.
+ * What a write does, without writing: the gfn gets a copy of the frame's
+ * bytes in a private page of its own, the last sharer too (a frame lives
+ * outside every page cache and cannot enter one). A frame left without
+ * sharers ends, its page living on only with whoever still holds it. A
+ * private gfn or a hole is left as it is.
  */
 struct pageshare_unshare {
 	__u32 vm;
