@@ -227,12 +227,20 @@ long ps_audit(void)
 	unsigned long id = 0;
 	size_t i, j;
 	struct ps_vm *vm;
-	long saved, private0;
+	long vms, private0, private1, frames, saved;
 	int ret = 0;
 
 	ps_ops_freeze();
 	ps_vms_lock();
-	private0 = atomic_long_read(&ps_stats.private_pages);
+	/*
+	 * The global counters are sums of per-CPU parts (stats.c), exact
+	 * here: with ps_ops_sem and ps_vms_mutex held nothing changes them
+	 * but first touches, which only add private pages, each under its
+	 * VM's xa_lock and after its VM's own count. So a sum read now is at
+	 * most what the walks below find, and one read after them at least
+	 * that, as for each VM (ps_audit_vm()).
+	 */
+	private0 = ps_stat_read(PS_STAT_PRIVATE_PAGES);
 
 	for (vm = ps_vms_next(&id); vm && !ret; vm = ps_vms_next(&id))
 		ret = ps_audit_vm(&a, vm);
@@ -248,18 +256,19 @@ long ps_audit(void)
 		}
 	}
 
-	if (a.vms != atomic_long_read(&ps_stats.vms))
-		ps_audit_err(&a, "%ld VMs, counted %ld", a.vms,
-			     atomic_long_read(&ps_stats.vms));
+	vms = ps_stat_read(PS_STAT_VMS);
+	if (a.vms != vms)
+		ps_audit_err(&a, "%ld VMs, counted %ld", a.vms, vms);
 	/* First touches, counted under each VM's xa_lock (ps_audit_vm()). */
-	if (a.private_pages < private0 ||
-	    a.private_pages > atomic_long_read(&ps_stats.private_pages))
+	private1 = ps_stat_read(PS_STAT_PRIVATE_PAGES);
+	if (a.private_pages < private0 || a.private_pages > private1)
 		ps_audit_err(&a, "%ld private pages, counted %ld to %ld", a.private_pages,
-			     private0, atomic_long_read(&ps_stats.private_pages));
-	if (a.frames_seen != atomic_long_read(&ps_stats.shared_frames))
+			     private0, private1);
+	frames = ps_stat_read(PS_STAT_SHARED_FRAMES);
+	if (a.frames_seen != frames)
 		ps_audit_err(&a, "%ld frames in shared state, counted %ld",
-			     a.frames_seen, atomic_long_read(&ps_stats.shared_frames));
-	saved = atomic_long_read(&ps_stats.saved_frames);
+			     a.frames_seen, frames);
+	saved = ps_stat_read(PS_STAT_SAVED_FRAMES);
 	if (a.shared_gfns != saved + a.frames_seen)
 		ps_audit_err(&a, "%ld shared gfns != %ld saved + %ld shared frames",
 			     a.shared_gfns, saved, a.frames_seen);

@@ -33,6 +33,7 @@
 #include <linux/migrate.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/percpu.h>
 #include <linux/rwsem.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -174,22 +175,59 @@ struct ps_frame {
 };
 
 /**
- * struct ps_stats - Module-wide counters.
- * @vms:		VMs that exist.
- * @private_pages:	Pages owned by one VM, summed over all VMs.
- * @shared_frames:	Frames in shared state.
- * @saved_frames:	Frames that sharing freed.
- * @meta_bytes:		Bytes held in frames and reverse maps.
+ * enum ps_stat_item - Module-wide counters.
+ * @PS_STAT_VMS:		VMs that exist.
+ * @PS_STAT_PRIVATE_PAGES:	Pages owned by one VM, summed over all VMs.
+ * @PS_STAT_SHARED_FRAMES:	Frames in shared state.
+ * @PS_STAT_SAVED_FRAMES:	Frames that sharing freed.
+ * @PS_STAT_META_BYTES:		Bytes held in frames and reverse maps.
+ * @PS_NR_STATS:		How many there are.
  */
-struct ps_stats {
-	atomic_long_t vms;
-	atomic_long_t private_pages;
-	atomic_long_t shared_frames;
-	atomic_long_t saved_frames;
-	atomic_long_t meta_bytes;
+enum ps_stat_item {
+	PS_STAT_VMS,
+	PS_STAT_PRIVATE_PAGES,
+	PS_STAT_SHARED_FRAMES,
+	PS_STAT_SAVED_FRAMES,
+	PS_STAT_META_BYTES,
+	PS_NR_STATS,
 };
 
-extern struct ps_stats ps_stats;
+/**
+ * struct ps_stats - One CPU's part of the module-wide counters.
+ * @count:	Per enum ps_stat_item, what this CPU added; a counter is the
+ *		sum of its parts over every possible CPU (ps_stat_read()).
+ *
+ * Every nominate, share and unshare changes some of them: kept per CPU,
+ * two threads working on different VMs write no cacheline in common. A
+ * part may be negative (a frame made on one CPU and freed on another).
+ */
+struct ps_stats {
+	long count[PS_NR_STATS];
+};
+
+DECLARE_PER_CPU(struct ps_stats, ps_stats);
+
+/* Preemption and interrupts may come: this_cpu_add() is one operation. */
+static inline void ps_stat_add(enum ps_stat_item item, long delta)
+{
+	this_cpu_add(ps_stats.count[item], delta);
+}
+
+static inline void ps_stat_sub(enum ps_stat_item item, long delta)
+{
+	this_cpu_sub(ps_stats.count[item], delta);
+}
+
+static inline void ps_stat_inc(enum ps_stat_item item)
+{
+	ps_stat_add(item, 1);
+}
+
+static inline void ps_stat_dec(enum ps_stat_item item)
+{
+	ps_stat_add(item, -1);
+}
+
 extern unsigned long ps_max_vm_size;
 extern unsigned int ps_max_sharers;
 
@@ -269,6 +307,7 @@ struct page *ps_vm_lookup(struct ps_vm *vm, pgoff_t gfn, bool *shared);
 struct ps_vm *ps_vm_find(u32 id);
 int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma, bool may_size);
 void ps_vm_zap(struct ps_vm *vm, pgoff_t gfn);
+void ps_vm_zap_range(struct ps_vm *vm, pgoff_t gfn, pgoff_t nr);
 void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info);
 void ps_vms_lock(void);
 void ps_vms_unlock(void);
@@ -283,6 +322,7 @@ void ps_ops_end(void);
 void ps_ops_freeze(void);
 void ps_ops_thaw(void);
 u64 ps_handles_issued(void);
+void ps_nominate_zap(struct ps_vm *vm, pgoff_t gfn, pgoff_t nr);
 int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash);
 int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	     struct ps_vm *cvm, pgoff_t cgfn, u64 chandle, bool compare);
@@ -322,6 +362,7 @@ size_t ps_rmap_bytes(const struct ps_frame *frame);
 long ps_audit(void);
 
 /* stats.c */
+long ps_stat_read(enum ps_stat_item item);
 int ps_sysfs_init(void);
 void ps_sysfs_exit(void);
 void ps_vm_kobj_init(struct ps_vm *vm);

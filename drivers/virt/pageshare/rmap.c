@@ -40,14 +40,14 @@ static u64 *ps_rmap_table_alloc(u32 cap)
 	u64 *table = kvcalloc(cap, sizeof(u64), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 
 	if (table)
-		atomic_long_add(cap * sizeof(u64), &ps_stats.meta_bytes);
+		ps_stat_add(PS_STAT_META_BYTES, cap * sizeof(u64));
 	return table;
 }
 
 static void ps_rmap_table_free(u64 *table, u32 cap)
 {
 	kvfree(table);
-	atomic_long_sub(cap * sizeof(u64), &ps_stats.meta_bytes);
+	ps_stat_sub(PS_STAT_META_BYTES, cap * sizeof(u64));
 }
 
 /* Moves every key into a new table of @cap slots, or back inline. */
@@ -94,7 +94,10 @@ int ps_rmap_reserve(struct ps_frame *frame, u32 more)
 
 	if (want <= (frame->cap ? frame->cap / 4 * 3 : PS_RMAP_INLINE))
 		return 0;
-	/* A third to two thirds full after growing: 12 to 24 bytes a sharer. */
+	/*
+	 * 3/8 to 3/4 full after growing, and at most 3/4 before: 10.7 to
+	 * 21.3 bytes a sharer.
+	 */
 	cap = max_t(u64, PS_RMAP_MIN_CAP, roundup_pow_of_two(want * 3 / 2));
 	if (cap > U32_MAX / 2)
 		return -ENOMEM;

@@ -5,9 +5,9 @@
  *
  * nominate(vm, gfn) turns the gfn's page into a frame in shared state: a
  * page of its own, outside every page cache, with the private page's
- * bytes; it gets a handle, a 64-bit number from a global counter that is
- * never reused and names this version of the frame, and every mapping of
- * it is read-only. share() moves every gfn of the client's frame onto the
+ * bytes; it gets a handle, a 64-bit number that is never 0, never reused
+ * and names this version of the frame, and every mapping of it is
+ * read-only. share() moves every gfn of the client's frame onto the
  * source's frame and frees the client's. A write to a gfn in shared state
  * arrives at page_mkwrite (the VMM's writes, KVM's through GUP with
  * FOLL_WRITE, any other GUP writer) and ends in ps_unshare_locked(): the
@@ -67,9 +67,11 @@
  * moving a gfn off a frame whose page never was mapped needs no zap: no PTE,
  * and so no stage-2 entry, can point at it. The fault sets the flag under
  * the page lock that every change of the entries holds.
- * There is no global lock on the nominate, share or unshare paths:
+ * There is no global lock on the nominate, share or unshare paths, and no
+ * cacheline that two of them working on different VMs both write:
  * ps_ops_sem is a per-CPU rwsem whose read side touches no shared
- * cacheline.
+ * cacheline, the module-wide counters are per CPU (struct ps_stats), and
+ * each CPU hands out handles from a block of its own (ps_new_handle()).
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -89,7 +91,32 @@
 DEFINE_STATIC_PERCPU_RWSEM(ps_ops_sem);
 
 static struct kmem_cache *ps_frame_cache;
-static atomic64_t ps_next_handle = ATOMIC64_INIT(0);
+
+/*
+ * Handles: each CPU takes a block of PS_HANDLE_BLOCK of them from the
+ * global counter, with one atomic add, and hands them out one by one, so
+ * that nominates on different CPUs do not write the counter's cacheline
+ * each time. The counter is the end of the last block taken: no handle
+ * above it was ever issued, which is what the audit checks. Handles are
+ * unique and never 0 but not ordered: a task that moves to another CPU
+ * may get a lower handle than its last one. A CPU's unused handles are
+ * lost if it goes offline, harmlessly.
+ */
+#define PS_HANDLE_BLOCK		256
+
+/**
+ * struct ps_handle_block - A CPU's block of handles.
+ * @next:	The next handle to hand out.
+ * @end:	One past the block's last; @next == @end: take a new block.
+ */
+struct ps_handle_block {
+	u64 next;
+	u64 end;
+};
+
+static DEFINE_PER_CPU(struct ps_handle_block, ps_handle_block);
+/* A line of its own: what nominates read (ps_frame_cache) stays shared. */
+static atomic64_t ps_handles_reserved __cacheline_aligned_in_smp = ATOMIC64_INIT(0);
 
 /**
  * ps_ops_begin() - Enter a section that changes entries, frames or counters.
@@ -182,13 +209,34 @@ static void ps_count_nominated(struct ps_vm *vm, long delta)
 }
 
 /**
- * ps_handles_issued() - The last handle given out.
+ * ps_handles_issued() - A bound on the handles given out so far.
  *
- * Return: the highest handle so far, 0 if none.
+ * The end of the last block of handles that a CPU took: every handle
+ * issued is at most this (some below it are yet to be issued).
+ *
+ * Context: Any context. A handle found under ps_ops_freeze() was taken in
+ * a section that ended before, so it is at most what this returns then.
+ * Return: the bound, 0 if no handle was issued.
  */
 u64 ps_handles_issued(void)
 {
-	return atomic64_read(&ps_next_handle);
+	return atomic64_read(&ps_handles_reserved);
+}
+
+/* A new handle: unique, never 0 (the first block starts at 1). */
+static u64 ps_new_handle(void)
+{
+	struct ps_handle_block *b = get_cpu_ptr(&ps_handle_block);
+	u64 handle;
+
+	/* Preemption is off: no other task takes handles of this block. */
+	if (b->next == b->end) {
+		b->end = atomic64_add_return(PS_HANDLE_BLOCK, &ps_handles_reserved) + 1;
+		b->next = b->end - PS_HANDLE_BLOCK;
+	}
+	handle = b->next++;
+	put_cpu_ptr(&ps_handle_block);
+	return handle;
 }
 
 /**
@@ -245,7 +293,7 @@ static void ps_set_entry(struct ps_vm *vm, pgoff_t gfn, void *entry)
 static void ps_account_private(struct ps_vm *vm, long delta)
 {
 	atomic_long_add(delta, &vm->stats.private_pages);
-	atomic_long_add(delta, &ps_stats.private_pages);
+	ps_stat_add(PS_STAT_PRIVATE_PAGES, delta);
 }
 
 /* A frame with a single sharer is "nominated": keep that VM's count. */
@@ -319,8 +367,8 @@ static void ps_frame_free(struct page *page, struct ps_frame *frame)
 	ps_rmap_free(frame);
 	set_page_private(page, 0);
 	kmem_cache_free(ps_frame_cache, frame);
-	atomic_long_sub(kmem_cache_size(ps_frame_cache), &ps_stats.meta_bytes);
-	atomic_long_dec(&ps_stats.shared_frames);
+	ps_stat_sub(PS_STAT_META_BYTES, kmem_cache_size(ps_frame_cache));
+	ps_stat_dec(PS_STAT_SHARED_FRAMES);
 }
 
 /*
@@ -372,6 +420,61 @@ static void ps_unlock_gfns(struct page *pa, struct page *pb)
 		put_page(pb);
 }
 
+/* @gfn's page: private and mapped (1), private (0), or a frame or a hole (-1). */
+static int ps_nominate_peek(struct ps_vm *vm, pgoff_t gfn)
+{
+	void *entry;
+	int ret = -1;
+
+	/* The entry's page cannot go while the entry names it. */
+	xa_lock(&vm->pages);
+	entry = xa_load(&vm->pages, gfn);
+	if (entry && !ps_entry_shared(entry))
+		ret = folio_mapped(page_folio(ps_entry_page(entry)));
+	xa_unlock(&vm->pages);
+	return ret;
+}
+
+/**
+ * ps_nominate_zap() - Unmap gfns about to be nominated, in runs.
+ * @vm: the VM.
+ * @gfn: the first gfn.
+ * @nr: how many consecutive gfns from @gfn.
+ *
+ * A nominate zaps a mapped private page, one MMU-notifier round into KVM
+ * and one TLB flush each. For a batch of consecutive gfns, this does it
+ * once per stretch of private pages: over the range from the first
+ * mapped one to the last. Frames (read-only everywhere: a nominate leaves
+ * them alone) and holes end a stretch, so that their PTEs stay. What it
+ * sees is only a hint, and nothing depends on it: ps_nominate() looks
+ * again under the page lock and zaps a page mapped meanwhile.
+ *
+ * Context: Process context; may sleep. Takes the VM's xa_lock for each gfn,
+ * then the locks of ps_vm_zap_range(); none of the module's may be held.
+ */
+void ps_nominate_zap(struct ps_vm *vm, pgoff_t gfn, pgoff_t nr)
+{
+	pgoff_t i, first = 0, last = 0;
+	bool pending = false;
+	int state;
+
+	/* Below the size, gfn + i cannot wrap around. */
+	for (i = 0; i < nr && ps_gfn_valid(vm, gfn + i); i++) {
+		state = ps_nominate_peek(vm, gfn + i);
+		if (state > 0) {
+			if (!pending)
+				first = i;
+			pending = true;
+			last = i;
+		} else if (state < 0 && pending) {
+			ps_vm_zap_range(vm, gfn + first, last - first + 1);
+			pending = false;
+		}
+	}
+	if (pending)
+		ps_vm_zap_range(vm, gfn + first, last - first + 1);
+}
+
 /**
  * ps_nominate() - Put a gfn's page in shared state and name its version.
  * @vm: the VM.
@@ -379,6 +482,8 @@ static void ps_unlock_gfns(struct page *pa, struct page *pb)
  * @handle: out: the handle.
  * @hash: out, if not NULL: xxh64 of the page's bytes.
  *
+ * Context: Process context; takes ps_ops_sem (read), then the gfn's page
+ * lock, and zaps the gfn under it if some PTE maps the page.
  * Return: 0; -ENXIO past the VM's size; -ENODATA for a gfn without a page;
  * -EHWPOISON if the page has a memory error; -EBUSY if the page has
  * references beyond its mappings; -ENOMEM.
@@ -427,8 +532,23 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	 * batch's of the CPU that faulted it in (a module cannot drain it)
 	 * or a compaction's isolation: neither writes the page, and the
 	 * page is not ours after this anyway.
+	 *
+	 * Only a page that some PTE maps needs the zap. A PTE of a private
+	 * page is only ever made under its page lock, which we hold (fork()
+	 * copies only PTEs that exist): the fault path returns the page
+	 * locked (->fault and ->page_mkwrite both answer VM_FAULT_LOCKED
+	 * after checking the entry, and there is no ->map_pages), and
+	 * migration maps the new page while it is locked. So folio_mapped()
+	 * is exact here and no PTE can appear before the entry names the
+	 * frame; a stage-2 entry of KVM's exists only while the PTE it came
+	 * from does. A PTE that someone else's zap took away may still be in
+	 * a TLB until that zap's flush, but until then the zap also holds a
+	 * reference to the page, which the count below refuses. A batch
+	 * unmaps its gfns beforehand in runs (ps_nominate_zap()), one flush
+	 * for many, so that most of them are not mapped by now.
 	 */
-	ps_vm_zap(vm, gfn);
+	if (folio_mapped(page_folio(page)))
+		ps_vm_zap(vm, gfn);
 	if (page_count(page) != 2 + !folio_test_lru(page_folio(page))) {
 		ret = -EBUSY;
 		goto out_free;
@@ -443,7 +563,7 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 		goto out_free;
 	}
 
-	frame->handle = atomic64_inc_return(&ps_next_handle);
+	frame->handle = ps_new_handle();
 	ps_rmap_add(frame, ps_rmap_key(vm->id, gfn));
 	set_page_private(fp, (unsigned long)frame);
 	ps_set_entry(vm, gfn, ps_shared_entry(fp));
@@ -454,8 +574,8 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	get_page(fp);		/* ours, as for the page it replaces */
 	page = fp;
 
-	atomic_long_add(kmem_cache_size(ps_frame_cache), &ps_stats.meta_bytes);
-	atomic_long_inc(&ps_stats.shared_frames);
+	ps_stat_add(PS_STAT_META_BYTES, kmem_cache_size(ps_frame_cache));
+	ps_stat_inc(PS_STAT_SHARED_FRAMES);
 	ps_account_private(vm, -1);
 	ps_count_shared(vm, 1);
 	ps_count_nominated(vm, 1);
@@ -647,7 +767,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	ps_frame_free(cp, cframe);
 	/* The client frame's own reference; ours goes below. */
 	put_page(cp);
-	atomic_long_inc(&ps_stats.saved_frames);
+	ps_stat_inc(PS_STAT_SAVED_FRAMES);
 out:
 	ps_unlock_gfns(sp, cp);
 	ps_share_end(svm, cvm);
@@ -723,7 +843,7 @@ int ps_add_to_physmap(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	ps_frame_count_nominated(frame, -1);
 	ps_rmap_add(frame, ps_rmap_key(cvm->id, cgfn));
 	ps_count_shared(cvm, 1);
-	atomic_long_inc(&ps_stats.saved_frames);
+	ps_stat_inc(PS_STAT_SAVED_FRAMES);
 out:
 	ps_unlock_gfns(sp, NULL);
 	ps_share_end(svm, cvm);
@@ -791,7 +911,7 @@ int ps_unshare_locked(struct ps_vm *vm, pgoff_t gfn, struct page *page,
 		ps_count_nominated(vm, -1);
 	} else {
 		ps_frame_count_nominated(frame, 1);
-		atomic_long_dec(&ps_stats.saved_frames);
+		ps_stat_dec(PS_STAT_SAVED_FRAMES);
 	}
 	atomic_long_inc(&vm->stats.cow_breaks);
 	ps_count_shared(vm, -1);
@@ -922,7 +1042,7 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn, struct folio_batch *fbatch)
 		put_page(page);		/* the frame's reference */
 	} else {
 		ps_frame_count_nominated(frame, 1);
-		atomic_long_dec(&ps_stats.saved_frames);
+		ps_stat_dec(PS_STAT_SAVED_FRAMES);
 	}
 out:
 	/* Our reference is most likely the last: let it go with others. */

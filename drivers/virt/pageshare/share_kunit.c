@@ -11,6 +11,7 @@
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 
 #include <linux/pageshare.h>
 
@@ -98,9 +99,9 @@ struct ps_test_globals {
 
 static void ps_test_globals(struct ps_test_globals *g)
 {
-	g->private_pages = ps_stat(&ps_stats.private_pages);
-	g->shared_frames = ps_stat(&ps_stats.shared_frames);
-	g->saved_frames = ps_stat(&ps_stats.saved_frames);
+	g->private_pages = ps_stat_read(PS_STAT_PRIVATE_PAGES);
+	g->shared_frames = ps_stat_read(PS_STAT_SHARED_FRAMES);
+	g->saved_frames = ps_stat_read(PS_STAT_SAVED_FRAMES);
 }
 
 static void ps_test_audit_clean(struct kunit *test)
@@ -120,7 +121,9 @@ static void ps_test_handles(struct kunit *test)
 	ps_test_fill(test, vm, 4, 0x11);
 	h1 = ps_test_nominate(test, vm, 3);
 	h2 = ps_test_nominate(test, vm, 4);
-	KUNIT_EXPECT_GT(test, h2, h1);
+	/* Unique, not ordered: each CPU hands out a block of its own. */
+	KUNIT_EXPECT_NE(test, h2, h1);
+	KUNIT_EXPECT_LE(test, max(h1, h2), ps_handles_issued());
 
 	/* Nominating again names the same version. */
 	KUNIT_EXPECT_EQ(test, 0, ps_nominate(vm, 3, &again, &hash1));
@@ -138,7 +141,55 @@ static void ps_test_handles(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.nominated_gfns), 1);
 	KUNIT_EXPECT_EQ(test, ps_stat(&vm->stats.cow_breaks), 1);
 	again = ps_test_nominate(test, vm, 3);
-	KUNIT_EXPECT_GT(test, again, h2);
+	KUNIT_EXPECT_NE(test, again, h1);
+	KUNIT_EXPECT_NE(test, again, h2);
+	ps_test_audit_clean(test);
+}
+
+static int ps_test_cmp_u64(const void *x, const void *y)
+{
+	u64 a = *(const u64 *)x, b = *(const u64 *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * Handles come from per-CPU blocks (share.c): nominated on every CPU in
+ * turn, more than a block's worth on each, they are all different, never
+ * 0 and never above what the audit takes for the highest issued.
+ */
+static void ps_test_handles_per_cpu(struct kunit *test)
+{
+	const unsigned int each = 300;	/* more than PS_HANDLE_BLOCK */
+	unsigned int cap = num_online_cpus() * each, n = 0, i, cpu;
+	struct ps_vm *vm = ps_test_vm(test);
+	cpumask_var_t old;
+	u64 *h;
+
+	h = kunit_kcalloc(test, cap, sizeof(*h), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, h);
+	KUNIT_ASSERT_TRUE(test, alloc_cpumask_var(&old, GFP_KERNEL));
+	cpumask_copy(old, current->cpus_ptr);
+	ps_test_fill(test, vm, 0, 0x0f);
+	for_each_online_cpu(cpu) {
+		if (set_cpus_allowed_ptr(current, cpumask_of(cpu)))
+			continue;
+		/* Each unshare ends the frame: the next nominate takes a handle. */
+		for (i = 0; i < each && n < cap; i++) {
+			if (ps_nominate(vm, 0, &h[n], NULL) || ps_unshare(vm, 0))
+				break;
+			n++;
+		}
+	}
+	set_cpus_allowed_ptr(current, old);
+	free_cpumask_var(old);
+
+	KUNIT_ASSERT_GE(test, n, each);
+	sort(h, n, sizeof(*h), ps_test_cmp_u64, NULL);
+	KUNIT_EXPECT_NE(test, h[0], 0);
+	KUNIT_EXPECT_LE(test, h[n - 1], ps_handles_issued());
+	for (i = 1; i < n; i++)
+		KUNIT_EXPECT_NE(test, h[i], h[i - 1]);
 	ps_test_audit_clean(test);
 }
 
@@ -176,7 +227,7 @@ static void ps_test_share_two_vms(struct kunit *test)
 	/* The client handle died; the source handle lives; a repeat is a no-op. */
 	KUNIT_EXPECT_EQ(test, ps_share(a, 1, ha, b, 2, hb, false), -EIDRM);
 	KUNIT_EXPECT_EQ(test, ps_share(a, 1, ha, b, 2, ha, false), 0);
-	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.saved_frames), g1.saved_frames);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_SAVED_FRAMES), g1.saved_frames);
 	ps_test_audit_clean(test);
 }
 
@@ -211,7 +262,7 @@ static void ps_test_coalesce(struct kunit *test)
 {
 	struct ps_vm *v[4];
 	u64 h[4];
-	long saved = ps_stat(&ps_stats.saved_frames);
+	long saved = ps_stat_read(PS_STAT_SAVED_FRAMES);
 	struct page *frame;
 	int i;
 
@@ -229,7 +280,7 @@ static void ps_test_coalesce(struct kunit *test)
 	for (i = 1; i < 4; i++)
 		KUNIT_EXPECT_PTR_EQ(test, ps_test_page(v[i], 9), frame);
 	KUNIT_EXPECT_EQ(test, ps_page_frame(frame)->nr_sharers, 4);
-	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.saved_frames) - saved, 3);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_SAVED_FRAMES) - saved, 3);
 	ps_test_audit_clean(test);
 }
 
@@ -289,7 +340,7 @@ static void ps_test_unshare_copies(struct kunit *test)
 static void ps_test_add_to_physmap(struct kunit *test)
 {
 	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
-	long saved = ps_stat(&ps_stats.saved_frames);
+	long saved = ps_stat_read(PS_STAT_SAVED_FRAMES);
 	u64 ha;
 
 	ps_test_fill(test, a, 2, 0x33);
@@ -300,7 +351,7 @@ static void ps_test_add_to_physmap(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, ps_add_to_physmap(a, 2, ha, b, 7), 0);
 	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(b, 7), ps_test_page(a, 2));
 	KUNIT_EXPECT_EQ(test, ps_stat(&b->stats.shared_gfns), 1);
-	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.saved_frames) - saved, 1);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_SAVED_FRAMES) - saved, 1);
 	/* A first touch of that gfn now finds the frame. */
 	KUNIT_EXPECT_PTR_EQ(test, ps_test_page(b, 7), ps_test_page(a, 2));
 	ps_test_audit_clean(test);
@@ -398,7 +449,7 @@ static void ps_test_shrink_while_shared(struct kunit *test)
 
 static void ps_test_rmap(struct kunit *test)
 {
-	long bytes = ps_stat(&ps_stats.meta_bytes);
+	long bytes = ps_stat_read(PS_STAT_META_BYTES);
 	struct ps_frame frame = { };
 	u32 i, n = 5000, pos = 0, seen = 0;
 	u64 key;
@@ -432,7 +483,7 @@ static void ps_test_rmap(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, frame.cap, 0);
 	KUNIT_EXPECT_TRUE(test, ps_rmap_has(&frame, ps_rmap_key(1 + (n - 3) % 7, n - 3)));
 	KUNIT_EXPECT_TRUE(test, ps_rmap_has(&frame, ps_rmap_key(1 + (n - 1) % 7, n - 1)));
-	KUNIT_EXPECT_EQ(test, ps_stat(&ps_stats.meta_bytes), bytes);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_META_BYTES), bytes);
 	ps_rmap_free(&frame);
 }
 
@@ -467,9 +518,9 @@ static void ps_test_audit_catches(struct kunit *test)
 	/* A VM counter off by one, and the global invariant with it. */
 	atomic_long_inc(&b->stats.shared_gfns);
 	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
-	atomic_long_inc(&ps_stats.saved_frames);
+	ps_stat_inc(PS_STAT_SAVED_FRAMES);
 	KUNIT_EXPECT_EQ(test, ps_audit(), 2);
-	atomic_long_dec(&ps_stats.saved_frames);
+	ps_stat_dec(PS_STAT_SAVED_FRAMES);
 	atomic_long_dec(&b->stats.shared_gfns);
 
 	/* A handle that was never issued. */
@@ -562,6 +613,7 @@ static void ps_test_policy(struct kunit *test)
 
 static struct kunit_case ps_share_test_cases[] = {
 	KUNIT_CASE(ps_test_handles),
+	KUNIT_CASE(ps_test_handles_per_cpu),
 	KUNIT_CASE(ps_test_share_two_vms),
 	KUNIT_CASE(ps_test_stale_and_compare),
 	KUNIT_CASE(ps_test_coalesce),

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Counters: per VM (struct ps_vm_stats) and module-wide (struct ps_stats),
- * shown by PAGESHARE_GET_STATS, in a VM fd's /proc/<pid>/fdinfo/<fd> and,
- * the module-wide ones, in /sys/kernel/pageshare/.
+ * Counters: per VM (struct ps_vm_stats) and module-wide (struct ps_stats,
+ * one per CPU), shown by PAGESHARE_GET_STATS, in a VM fd's
+ * /proc/<pid>/fdinfo/<fd> and, the module-wide ones, in
+ * /sys/kernel/pageshare/.
  */
 
 #include <linux/kobject.h>
@@ -15,15 +16,45 @@
 
 #include "pageshare.h"
 
-struct ps_stats ps_stats;
+DEFINE_PER_CPU(struct ps_stats, ps_stats);
 
 static struct kobject *ps_kobj;
 static struct kobject *ps_vm_dir;
 
-/* A read-only sysfs file showing one counter of ps_stats. */
+/**
+ * ps_stat_read() - A module-wide counter: the sum of every CPU's part.
+ * @item: the counter.
+ *
+ * Every possible CPU, online or not: a CPU that went offline keeps its
+ * part, so nothing needs folding on hotplug. The sum is exact while nothing
+ * changes the counter, which is the audit's case (it holds ps_ops_sem for
+ * writing, the other writers' lock: see audit.c for the private pages
+ * that first touches add meanwhile). Otherwise it may be off by the
+ * changes made during the sum, and below 0 around 0: readers that report
+ * it use ps_stat_report().
+ *
+ * Return: the sum.
+ */
+long ps_stat_read(enum ps_stat_item item)
+{
+	long sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += READ_ONCE(per_cpu(ps_stats.count[item], cpu));
+	return sum;
+}
+
+/* What sysfs and GET_STATS show: a sum taken during changes is never < 0. */
+static long ps_stat_report(enum ps_stat_item item)
+{
+	return max(ps_stat_read(item), 0L);
+}
+
+/* A read-only sysfs file showing one module-wide counter. */
 struct ps_stat_attr {
 	struct kobj_attribute attr;
-	atomic_long_t *counter;
+	enum ps_stat_item item;
 };
 
 static ssize_t ps_stat_show(struct kobject *kobj, struct kobj_attribute *attr,
@@ -31,27 +62,27 @@ static ssize_t ps_stat_show(struct kobject *kobj, struct kobj_attribute *attr,
 {
 	struct ps_stat_attr *sa = container_of(attr, struct ps_stat_attr, attr);
 
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(sa->counter));
+	return sysfs_emit(buf, "%ld\n", ps_stat_report(sa->item));
 }
 
 static struct ps_stat_attr ps_stat_vms = {
-	__ATTR(vms, 0400, ps_stat_show, NULL), &ps_stats.vms
+	__ATTR(vms, 0400, ps_stat_show, NULL), PS_STAT_VMS
 };
 
 static struct ps_stat_attr ps_stat_private_pages = {
-	__ATTR(private_pages, 0400, ps_stat_show, NULL), &ps_stats.private_pages
+	__ATTR(private_pages, 0400, ps_stat_show, NULL), PS_STAT_PRIVATE_PAGES
 };
 
 static struct ps_stat_attr ps_stat_shared_frames = {
-	__ATTR(shared_frames, 0400, ps_stat_show, NULL), &ps_stats.shared_frames
+	__ATTR(shared_frames, 0400, ps_stat_show, NULL), PS_STAT_SHARED_FRAMES
 };
 
 static struct ps_stat_attr ps_stat_saved_frames = {
-	__ATTR(saved_frames, 0400, ps_stat_show, NULL), &ps_stats.saved_frames
+	__ATTR(saved_frames, 0400, ps_stat_show, NULL), PS_STAT_SAVED_FRAMES
 };
 
 static struct ps_stat_attr ps_stat_meta_bytes = {
-	__ATTR(meta_bytes, 0400, ps_stat_show, NULL), &ps_stats.meta_bytes
+	__ATTR(meta_bytes, 0400, ps_stat_show, NULL), PS_STAT_META_BYTES
 };
 
 static struct attribute *ps_stat_attrs[] = {
@@ -241,11 +272,11 @@ void ps_get_stats(struct ps_vm *vm, struct pageshare_stats *st)
 		st->nominated_gfns = atomic_long_read(&vm->stats.nominated_gfns);
 		st->cow_breaks = atomic_long_read(&vm->stats.cow_breaks);
 	}
-	st->vms = atomic_long_read(&ps_stats.vms);
-	st->total_private_pages = atomic_long_read(&ps_stats.private_pages);
-	st->shared_frames = atomic_long_read(&ps_stats.shared_frames);
-	st->saved_frames = atomic_long_read(&ps_stats.saved_frames);
-	st->meta_bytes = atomic_long_read(&ps_stats.meta_bytes);
+	st->vms = ps_stat_report(PS_STAT_VMS);
+	st->total_private_pages = ps_stat_report(PS_STAT_PRIVATE_PAGES);
+	st->shared_frames = ps_stat_report(PS_STAT_SHARED_FRAMES);
+	st->saved_frames = ps_stat_report(PS_STAT_SAVED_FRAMES);
+	st->meta_bytes = ps_stat_report(PS_STAT_META_BYTES);
 }
 
 /**

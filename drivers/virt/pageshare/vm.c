@@ -222,7 +222,7 @@ struct ps_vm *ps_vm_create(void)
 	ret = xa_alloc_cyclic(&ps_vms, &vm->id, vm, xa_limit_31b, &ps_vms_next_id,
 			      GFP_KERNEL);
 	if (ret >= 0)
-		atomic_long_inc(&ps_stats.vms);
+		ps_stat_inc(PS_STAT_VMS);
 	mutex_unlock(&ps_vms_mutex);
 	if (ret < 0) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
@@ -238,7 +238,7 @@ struct ps_vm *ps_vm_create(void)
 err_erase:
 	mutex_lock(&ps_vms_mutex);
 	xa_erase(&ps_vms, vm->id);
-	atomic_long_dec(&ps_stats.vms);
+	ps_stat_dec(PS_STAT_VMS);
 	mutex_unlock(&ps_vms_mutex);
 err_put:
 	if (vm->inode)
@@ -446,7 +446,7 @@ void ps_vm_destroy(struct ps_vm *vm)
 		atomic_long_read(&vm->stats.nominated_gfns));
 	mutex_lock(&ps_vms_mutex);
 	xa_erase(&ps_vms, vm->id);
-	atomic_long_dec(&ps_stats.vms);
+	ps_stat_dec(PS_STAT_VMS);
 	mutex_unlock(&ps_vms_mutex);
 	ps_vm_put_refs(vm);
 	kobject_put(&vm->kobj);
@@ -746,7 +746,7 @@ again:
 	set_active_memcg(old_memcg);
 	if (!cur) {
 		atomic_long_inc(&vm->stats.private_pages);
-		atomic_long_inc(&ps_stats.private_pages);
+		ps_stat_inc(PS_STAT_PRIVATE_PAGES);
 		xa_unlock(&vm->pages);
 		/*
 		 * Before the page is unlocked: until then no fault can map it
@@ -1112,7 +1112,25 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma, bool may_size)
  */
 void ps_vm_zap(struct ps_vm *vm, pgoff_t gfn)
 {
-	unmap_mapping_pages(vm->inode->i_mapping, gfn, 1, false);
+	ps_vm_zap_range(vm, gfn, 1);
+}
+
+/**
+ * ps_vm_zap_range() - ps_vm_zap() for @nr gfns from @gfn, in one go.
+ * @vm: the VM.
+ * @gfn: the first gfn.
+ * @nr: how many.
+ *
+ * One MMU-notifier round into KVM and one TLB flush per mapping of the VM
+ * that the range meets, whatever @nr is.
+ *
+ * Context: Process context; may sleep. Takes the VM mapping's
+ * i_mmap_rwsem (read) and PTE locks, so only locks above those in the lock
+ * order (share.c) may be held.
+ */
+void ps_vm_zap_range(struct ps_vm *vm, pgoff_t gfn, pgoff_t nr)
+{
+	unmap_mapping_pages(vm->inode->i_mapping, gfn, nr, false);
 }
 
 /**

@@ -2,7 +2,8 @@
 /*
  * KUnit tests of a VM's memory object (vm.c): ids, sizes, page allocation
  * on first use, zero fill, the page cache the pages live in, GUP-fast on
- * them, and that every page goes back when the VM does.
+ * them, a batch of nominates' unmapping, and that every page goes back
+ * when the VM does.
  * They run when the module loads.
  */
 
@@ -14,6 +15,7 @@
 #include <linux/pagemap.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/xxhash.h>
 
 #include "pageshare.h"
 
@@ -47,7 +49,7 @@ static bool ps_test_page_is(struct page *page, u8 byte)
 
 static void ps_test_create_ids(struct kunit *test)
 {
-	long vms = atomic_long_read(&ps_stats.vms);
+	long vms = ps_stat_read(PS_STAT_VMS);
 	struct ps_vm *a = ps_test_vm(test, 0);
 	struct ps_vm *b = ps_test_vm(test, 0);
 
@@ -56,12 +58,12 @@ static void ps_test_create_ids(struct kunit *test)
 	KUNIT_EXPECT_NE(test, a->id, b->id);
 	KUNIT_EXPECT_EQ(test, a->size, 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&a->stats.private_pages), 0);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.vms), vms + 2);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_VMS), vms + 2);
 	KUNIT_EXPECT_PTR_NE(test, a->inode, b->inode);
 	KUNIT_EXPECT_PTR_NE(test, a->inode->i_mapping, b->inode->i_mapping);
 
 	kunit_release_action(test, ps_test_destroy_action, b);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.vms), vms + 1);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_VMS), vms + 1);
 }
 
 static void ps_test_set_size(struct kunit *test)
@@ -95,7 +97,7 @@ static void ps_test_set_size(struct kunit *test)
 
 static void ps_test_get_page(struct kunit *test)
 {
-	long pages = atomic_long_read(&ps_stats.private_pages);
+	long pages = ps_stat_read(PS_STAT_PRIVATE_PAGES);
 	struct ps_vm *vm = ps_test_vm(test, 0);
 	struct page *page, *again;
 
@@ -115,7 +117,7 @@ static void ps_test_get_page(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, page_count(page), 2 + !folio_test_lru(page_folio(page)));
 	KUNIT_EXPECT_TRUE(test, ps_test_page_is(page, 0));
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 1);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 1);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_PRIVATE_PAGES), pages + 1);
 
 	memset_page(page, 0, 0x5a, PAGE_SIZE);
 	again = ps_vm_get_page(vm, 3, NULL);
@@ -129,7 +131,7 @@ static void ps_test_get_page(struct kunit *test)
 static void ps_test_shrink_frees(struct kunit *test)
 {
 	struct ps_vm *vm = ps_test_vm(test, 8 * PAGE_SIZE);
-	long pages = atomic_long_read(&ps_stats.private_pages);
+	long pages = ps_stat_read(PS_STAT_PRIVATE_PAGES);
 	struct page *page;
 	pgoff_t gfn;
 
@@ -138,11 +140,11 @@ static void ps_test_shrink_frees(struct kunit *test)
 		KUNIT_ASSERT_FALSE(test, IS_ERR(page));
 		put_page(page);
 	}
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 8);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_PRIVATE_PAGES), pages + 8);
 
 	KUNIT_EXPECT_EQ(test, ps_vm_set_size(vm, 3 * PAGE_SIZE), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&vm->stats.private_pages), 3);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 3);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_PRIVATE_PAGES), pages + 3);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(ps_vm_get_page(vm, 3, NULL)), -ENXIO);
 
 	/* Growing again gives fresh zero pages, not the old contents. */
@@ -155,7 +157,7 @@ static void ps_test_shrink_frees(struct kunit *test)
 
 static void ps_test_destroy_frees(struct kunit *test)
 {
-	long pages = atomic_long_read(&ps_stats.private_pages);
+	long pages = ps_stat_read(PS_STAT_PRIVATE_PAGES);
 	struct ps_vm *vm = ps_test_vm(test, 2048 * PAGE_SIZE);
 	struct page *page, *held;
 	pgoff_t gfn;
@@ -169,10 +171,10 @@ static void ps_test_destroy_frees(struct kunit *test)
 	held = ps_vm_get_page(vm, 2047, NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(held));
 	memset_page(held, 0, 0xa5, PAGE_SIZE);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages + 33);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_PRIVATE_PAGES), pages + 33);
 
 	kunit_release_action(test, ps_test_destroy_action, vm);
-	KUNIT_EXPECT_EQ(test, atomic_long_read(&ps_stats.private_pages), pages);
+	KUNIT_EXPECT_EQ(test, ps_stat_read(PS_STAT_PRIVATE_PAGES), pages);
 
 	/* A reference held past the VM keeps the page, out of the page cache. */
 	KUNIT_EXPECT_EQ(test, page_count(held), 1 + !folio_test_lru(page_folio(held)));
@@ -282,9 +284,92 @@ static void ps_test_gup_fast(struct kunit *test)
 	flush_delayed_fput();
 }
 
+/* Whether a PTE maps @gfn's page, a private one, of @vm. */
+static bool ps_test_mapped(struct ps_vm *vm, pgoff_t gfn)
+{
+	return folio_mapped(page_folio(ps_entry_page(xa_load(&vm->pages, gfn))));
+}
+
+/*
+ * A nominate batch unmaps each run of gfns in one go (ps_nominate_zap()),
+ * and each nominate zaps its page again only if a PTE maps it. Whether a
+ * page was mapped writable before the run's zap or faulted in again
+ * between that zap and its nominate, none is left writable through the
+ * VMM's mapping, and every hash is that of the bytes written.
+ */
+static void ps_test_nominate_batch(struct kunit *test)
+{
+	const pgoff_t n = 8, again = 5;
+	struct ps_vm *vm = ps_test_vm(test, n * PAGE_SIZE);
+	u64 handle, hash, *want;
+	struct page *page;
+	unsigned long addr;
+	struct file *file;
+	u8 byte, *buf;
+	pgoff_t gfn;
+
+	buf = kunit_kzalloc(test, PAGE_SIZE, GFP_KERNEL);
+	want = kunit_kcalloc(test, n, sizeof(*want), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, buf);
+	KUNIT_ASSERT_NOT_NULL(test, want);
+	ps_vm_publish(vm);
+	file = ps_vm_open_id(vm->id);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	addr = kunit_vm_mmap(test, file, 0, n * PAGE_SIZE,
+			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	fput(file);		/* the mapping holds its own */
+	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+
+	/* Every gfn written through the mapping, so mapped writable. */
+	for (gfn = 0; gfn < n; gfn++) {
+		byte = 0x40 + gfn;
+		KUNIT_ASSERT_EQ(test, 0, copy_to_user((void __user *)addr + gfn * PAGE_SIZE,
+						      &byte, 1));
+		buf[0] = byte;
+		want[gfn] = xxh64(buf, PAGE_SIZE, 0);
+		KUNIT_EXPECT_TRUE(test, ps_test_mapped(vm, gfn));
+	}
+
+	ps_nominate_zap(vm, 0, n);
+	for (gfn = 0; gfn < n; gfn++)
+		KUNIT_EXPECT_FALSE(test, ps_test_mapped(vm, gfn));
+	/* A write fault between the run's zap and the gfn's nominate. */
+	byte = 0x40 + again;
+	KUNIT_ASSERT_EQ(test, 0, copy_to_user((void __user *)addr + again * PAGE_SIZE,
+					      &byte, 1));
+	KUNIT_EXPECT_TRUE(test, ps_test_mapped(vm, again));
+
+	for (gfn = 0; gfn < n; gfn++) {
+		KUNIT_ASSERT_EQ(test, 0, ps_nominate(vm, gfn, &handle, &hash));
+		KUNIT_EXPECT_TRUE(test, ps_entry_shared(xa_load(&vm->pages, gfn)));
+		KUNIT_EXPECT_EQ(test, hash, want[gfn]);
+		/* No writable PTE: a write must fault, and unshare. */
+		page = NULL;
+		KUNIT_EXPECT_EQ(test, 0,
+				get_user_pages_fast_only(addr + gfn * PAGE_SIZE, 1,
+							 FOLL_WRITE, &page));
+		if (page)
+			put_page(page);
+	}
+	/* Read through the mapping: the frame's bytes, read-only. */
+	KUNIT_ASSERT_EQ(test, 0, copy_from_user(&byte, (void __user *)addr + again * PAGE_SIZE,
+						1));
+	KUNIT_EXPECT_EQ(test, byte, 0x40 + again);
+	page = NULL;
+	KUNIT_EXPECT_EQ(test, 0, get_user_pages_fast_only(addr + again * PAGE_SIZE, 1,
+							  FOLL_WRITE, &page));
+	if (page)
+		put_page(page);
+
+	/* The next case counts VMs: this one must be gone by then. */
+	KUNIT_EXPECT_EQ(test, 0, vm_munmap(addr, n * PAGE_SIZE));
+	flush_delayed_fput();
+}
+
 static struct kunit_case ps_vm_test_cases[] = {
 	KUNIT_CASE(ps_test_page_cache),
 	KUNIT_CASE(ps_test_gup_fast),
+	KUNIT_CASE(ps_test_nominate_batch),
 	KUNIT_CASE(ps_test_create_ids),
 	KUNIT_CASE(ps_test_set_size),
 	KUNIT_CASE(ps_test_get_page),

@@ -76,7 +76,6 @@ static struct mframe frames[MAXFRAMES];
 static struct mvm vms[NVM];
 static uint64_t handles[MAXHANDLES];	/* every handle seen, for stale ones */
 static int nhandles;
-static uint64_t max_handle;
 static uint64_t rng_state;
 static long step;
 static unsigned long seed;
@@ -183,12 +182,48 @@ static void drop_sharer(int f)
 		frame_gone(f);
 }
 
+/*
+ * Every handle ever issued, to check that none comes twice: the uapi
+ * promises handles that are never 0 and never reused, not ones that grow
+ * (each CPU hands out a block of its own). Open addressing, doubled at
+ * half full.
+ */
+static uint64_t *seen;
+static size_t seen_cap, seen_n;
+
+static bool seen_add(uint64_t h)
+{
+	size_t i;
+
+	if (2 * (seen_n + 1) > seen_cap) {
+		uint64_t *old = seen;
+		size_t cap = seen_cap, k;
+
+		seen_cap = cap ? 2 * cap : 1 << 16;
+		seen = calloc(seen_cap, sizeof(*seen));
+		if (!seen)
+			fail("calloc");
+		seen_n = 0;
+		for (k = 0; k < cap; k++)
+			if (old[k])
+				seen_add(old[k]);
+		free(old);
+	}
+	for (i = (h * 0x9e3779b97f4a7c15ULL) & (seen_cap - 1); seen[i];
+	     i = (i + 1) & (seen_cap - 1))
+		if (seen[i] == h)
+			return false;
+	seen[i] = h;
+	seen_n++;
+	return true;
+}
+
 static void note_handle(uint64_t h)
 {
-	if (h <= max_handle)
-		fail("new handle %llu not above %llu", (unsigned long long)h,
-		     (unsigned long long)max_handle);
-	max_handle = h;
+	if (!h)
+		fail("handle 0");
+	if (!seen_add(h))
+		fail("handle %llu issued twice", (unsigned long long)h);
 	handles[nhandles++ % MAXHANDLES] = h;
 }
 
