@@ -8,7 +8,9 @@
  * - every entry is below its VM's size, or below the size a shrink or the
  *   teardown is freeing it from;
  * - a private page has no frame; a page in shared state has one, whose
- *   handle is non-zero and was issued, and whose reverse map has the gfn;
+ *   handle is non-zero and no higher than the end of the last block of
+ *   handles a CPU took (a handle in a block's unissued rest is not
+ *   caught), and whose reverse map has the gfn;
  * - every key of a frame's reverse map names a live VM whose entry at that
  *   gfn is the frame (so with the count check, the maps agree both ways);
  * - a frame's sharer count is the number of entries naming it (lowering

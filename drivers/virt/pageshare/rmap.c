@@ -95,8 +95,9 @@ int ps_rmap_reserve(struct ps_frame *frame, u32 more)
 	if (want <= (frame->cap ? frame->cap / 4 * 3 : PS_RMAP_INLINE))
 		return 0;
 	/*
-	 * 3/8 to 3/4 full after growing, and at most 3/4 before: 10.7 to
-	 * 21.3 bytes a sharer.
+	 * Just over 1/3 to 2/3 full after growing, at most 3/4 before: 10.7
+	 * to 24 bytes a sharer (21.3 at most when sharers come one at a
+	 * time, 3/8 full after a growth; a share reserves many at once).
 	 */
 	cap = max_t(u64, PS_RMAP_MIN_CAP, roundup_pow_of_two(want * 3 / 2));
 	if (cap > U32_MAX / 2)

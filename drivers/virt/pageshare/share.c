@@ -67,8 +67,9 @@
  * moving a gfn off a frame whose page never was mapped needs no zap: no PTE,
  * and so no stage-2 entry, can point at it. The fault sets the flag under
  * the page lock that every change of the entries holds.
- * There is no global lock on the nominate, share or unshare paths, and no
- * cacheline that two of them working on different VMs both write:
+ * There is no global lock on the nominate, share or unshare paths, and
+ * no cacheline that two of them working on different VMs both write on
+ * every operation (a CPU takes a new block of handles once in 256):
  * ps_ops_sem is a per-CPU rwsem whose read side touches no shared
  * cacheline, the module-wide counters are per CPU (struct ps_stats), and
  * each CPU hands out handles from a block of its own (ps_new_handle()).
@@ -99,8 +100,8 @@ static struct kmem_cache *ps_frame_cache;
  * each time. The counter is the end of the last block taken: no handle
  * above it was ever issued, which is what the audit checks. Handles are
  * unique and never 0 but not ordered: a task that moves to another CPU
- * may get a lower handle than its last one. A CPU's unused handles are
- * lost if it goes offline, harmlessly.
+ * may get a lower handle than its last one. A CPU that goes offline
+ * keeps the rest of its block for when it comes back.
  */
 #define PS_HANDLE_BLOCK		256
 
