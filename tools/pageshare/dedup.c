@@ -729,7 +729,10 @@ static int dd_check_vm(struct dd_pass *p, uint32_t vi)
 			    (q[k].state == PAGESHARE_STATE_NOMINATED ||
 			     q[k].state == PAGESHARE_STATE_SHARED)) {
 				if (dd_add_page(p, vi, q[k].gfn, m->handle, m->hash)) {
-					/* The memos from here on were not taken: released if need be. */
+					/*
+					 * The memos from here on were not taken:
+					 * they are released if need be.
+					 */
 					st->checked = q[k].gfn;
 					return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE, "VM %llu",
 						       (unsigned long long)vm->id);

@@ -647,9 +647,9 @@ static void dedup_report(const struct dedup_result *r, unsigned int pass, bool i
 			printf(", %" PRIu64 " kept nominated", r->kept_alone);
 		printf("\n");
 		if (incremental)
-			printf("  reused   %" PRIu64 " pages unchanged since the last pass, not"
-			       " hashed again; %" PRIu64 " queried in %" PRIu64 " calls\n",
-			       r->reused, r->queried, r->query_calls);
+			printf("  reused   %" PRIu64 " pages unchanged since the last pass, %s; %"
+			       PRIu64 " queried in %" PRIu64 " calls\n", r->reused,
+			       "not hashed again", r->queried, r->query_calls);
 		printf("  saved    %.1f MiB (", dedup_saved_mib(r, ps));
 		if (r->saved_known)
 			printf("saved_frames %+" PRId64 "; ", r->saved_delta);
@@ -687,8 +687,8 @@ static int dedup_release_kept(const struct dedup_backend *be, const struct dedup
 		return 1;
 	}
 	if (!quiet && res.unshared)
-		printf("released %" PRIu64 " pages kept nominated since the last pass"
-		       " (made private again)\n", res.unshared);
+		printf("released %" PRIu64 " pages kept nominated since the last pass %s\n",
+		       res.unshared, "(made private again)");
 	fflush(stdout);
 	return 0;
 }
@@ -814,7 +814,7 @@ static int cmd_dedup(int argc, char **argv)
 			ret = 1;
 			break;
 		}
-		dedup_report(&res, pass, interval > 0, cfg.state != NULL, ui.quiet, ui.page_size);
+		dedup_report(&res, pass, interval > 0, !!cfg.state, ui.quiet, ui.page_size);
 		if (res.audit > 0) {
 			fprintf(stderr, "pageshare: audit: %d problems after pass %u %s\n",
 				res.audit, pass, "(see the kernel log)");
