@@ -731,7 +731,7 @@ static void test_inc_unchanged(void)
 		fill(&fk, 2, g, g % 4);
 		fill(&fk, 3, g, 100 + g);	/* unique */
 	}
-	ok(st != NULL, "inc unchanged: a state");
+	ok(!!st, "inc unchanged: a state");
 	ok(!fk_inc_pass(&fk, st, &res), "inc unchanged: first pass succeeds");
 	saved = fk_saved(&fk);
 	ok(saved == 28 && res.shared == 28 && res.frames == 4,
@@ -750,8 +750,8 @@ static void test_inc_unchanged(void)
 	ok(res.reused == 48 && res.queried == 48 && fk.queried == 48,
 	   "inc unchanged: all 48 kept pages reused (%" PRIu64 " of %" PRIu64 " queried)",
 	   res.reused, res.queried);
-	ok(res.query_calls == 3 && fk.query_calls == 3, "inc unchanged: one query call per VM (%zu)",
-	   fk.query_calls);
+	ok(res.query_calls == 3 && fk.query_calls == 3,
+	   "inc unchanged: one query call per VM (%zu)", fk.query_calls);
 	ok(res.scanned == 48 && res.candidates == 48, "inc unchanged: 48 scanned, 48 candidates");
 	ok(res.shared == 0 && res.freed == 0 && res.already == 28 && res.frames == 4 &&
 	   res.zero == 8, "inc unchanged: nothing new (already %" PRIu64 ")", res.already);
@@ -759,7 +759,8 @@ static void test_inc_unchanged(void)
 	   "inc unchanged: no share or unshare call");
 	ok(res.alone == 16 && res.kept_alone == 16, "inc unchanged: 16 still alone and kept");
 	ok(res.saved_delta == 0 && fk_saved(&fk) == saved, "inc unchanged: saved unchanged");
-	ok(fk_check(&fk) == 0 && fk.bad_fd == 0, "inc unchanged: invariants hold, no bad descriptor");
+	ok(fk_check(&fk) == 0 && fk.bad_fd == 0,
+	   "inc unchanged: invariants hold, no bad descriptor");
 
 	/* Queries in batches of release_batch. */
 	fk_zero_counts(&fk);
