@@ -1125,7 +1125,8 @@ static void test_inc_no_intra(void)
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res) && fk.hashed == 0 && res.reused == 3 && res.policy == 1 &&
 	   fk.share_calls == 0, "inc no-intra: second pass: nothing hashed or shared");
-	ok(!fk_release(&fk, st, &res) && res.unshared == 1, "inc no-intra: release made it private");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 1,
+	   "inc no-intra: release made it private");
 	fk_end(&fk, "inc no-intra");
 }
 
@@ -1330,7 +1331,8 @@ static void test_random(void)
 	ok(!bad_content, "random: every gfn reads its last write (%d bad)", bad_content);
 	ok(!bad_optimal, "random: without writes, every set of equal pages on one frame (%d bad)",
 	   bad_optimal);
-	ok(!bad_alone, "random: no gfn left nominated alone without writes, or after a release (%d bad)",
+	ok(!bad_alone,
+	   "random: no gfn left nominated alone without writes, or after a release (%d bad)",
 	   bad_alone);
 	ok(!bad_rehash, "random: incremental, without writes, only changed pages hashed (%d bad)",
 	   bad_rehash);
