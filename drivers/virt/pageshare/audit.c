@@ -68,6 +68,23 @@ static int ps_audit_cmp(const void *x, const void *y)
 	pr_err_ratelimited(fmt "\n", ##__VA_ARGS__);		\
 } while (0)
 
+/*
+ * An entry and its mark change together under the xa_lock, but a walk
+ * under RCU alone may see one before the other (a first touch): look
+ * again under the lock.
+ */
+static bool ps_audit_mark_ok(struct ps_vm *vm, pgoff_t gfn)
+{
+	void *entry;
+	bool ok;
+
+	xa_lock(&vm->pages);
+	entry = xa_load(&vm->pages, gfn);
+	ok = !entry || xa_get_mark(&vm->pages, gfn, PS_MARK_PRIVATE) != ps_entry_shared(entry);
+	xa_unlock(&vm->pages);
+	return ok;
+}
+
 static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 {
 	long private = 0, shared = 0, nominated = 0, private0, private1;
@@ -110,6 +127,11 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 		page = ps_entry_page(entry);
 		if (gfn >= end)
 			ps_audit_err(a, "vm %u gfn %lu: past the size", vm->id, gfn);
+		if (xas_get_mark(&xas, PS_MARK_PRIVATE) == ps_entry_shared(entry) &&
+		    !ps_audit_mark_ok(vm, gfn))
+			ps_audit_err(a, "vm %u gfn %lu: %s entry %s the private mark",
+				     vm->id, gfn, ps_entry_shared(entry) ? "shared" : "private",
+				     ps_entry_shared(entry) ? "has" : "lacks");
 		if (!ps_entry_shared(entry)) {
 			private++;
 			if (page_private(page))

@@ -99,6 +99,26 @@ static int ps_ioctl_get_info(struct ps_vm *vm, void __user *argp)
 	return 0;
 }
 
+static int ps_ioctl_get_private(struct ps_vm *vm, void __user *argp)
+{
+	struct pageshare_private arg;
+	int ret;
+
+	/* The outputs must reach the caller: refuse before the walk. */
+	if (copy_from_user(&arg, argp, sizeof(arg)) || copy_to_user(argp, &arg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.pad || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	if (arg.max > PAGESHARE_BATCH_MAX)
+		return -E2BIG;
+	ret = ps_vm_get_private(vm, &arg, u64_to_user_ptr(arg.gfns));
+	if (ret)
+		return ret;
+	if (copy_to_user(argp, &arg, sizeof(arg)))
+		return -EFAULT;
+	return 0;
+}
+
 static int ps_ioctl_set_policy(struct ps_vm *vm, void __user *argp)
 {
 	struct pageshare_policy p;
@@ -541,6 +561,8 @@ static long ps_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 		return ps_ioctl_set_size(vm, argp);
 	case PAGESHARE_GET_INFO:
 		return ps_ioctl_get_info(vm, argp);
+	case PAGESHARE_GET_PRIVATE:
+		return ps_ioctl_get_private(vm, argp);
 	case PAGESHARE_SET_POLICY:
 		return ps_ioctl_set_policy(vm, argp);
 	case PAGESHARE_GET_POLICY:

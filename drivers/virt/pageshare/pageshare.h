@@ -44,6 +44,7 @@ struct inode;
 struct mem_cgroup;
 struct page;
 struct pageshare_policy;
+struct pageshare_private;
 struct pageshare_stats;
 struct pageshare_vm_info;
 struct seq_file;
@@ -51,6 +52,15 @@ struct vm_area_struct;
 struct vm_fault;
 
 #define PS_ENTRY_SHARED		1UL
+
+/*
+ * The mark of every private entry of a VM's xarray, and of no other: set
+ * and cleared with the entry, under its xa_lock (ps_vm_fill_hole(),
+ * ps_set_entry()). An xarray node keeps a summary of its children's marks,
+ * so PAGESHARE_GET_PRIVATE walks only the parts of the tree that hold
+ * private gfns (ps_vm_get_private()).
+ */
+#define PS_MARK_PRIVATE		XA_MARK_0
 
 /* Zero pages a VM maps its holes to; and gfns per page of the hole bitmap. */
 #define PS_NR_ZERO		8
@@ -109,6 +119,8 @@ int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new);
  *		out from entries past the size. 0 otherwise.
  * @nr_mappings: VMAs that map this VM, counted under @lock.
  * @stats:	Counters.
+ * @discards:	Discards (punches) and shrinks that have completed: bumped
+ *		once each, after its gfns are gone (PAGESHARE_GET_PRIVATE).
  * @memcg:	Memory cgroup of the opener, charged for every guest page
  *		whichever task faults it in.
  * @kobj:	/sys/kernel/pageshare/vm/<id>/; its release frees the VM.
@@ -140,6 +152,7 @@ struct ps_vm {
 	u64 freeing;
 	unsigned int nr_mappings;
 	struct ps_vm_stats stats;
+	atomic64_t discards;
 	struct mem_cgroup *memcg;
 	struct kobject kobj;
 	pid_t pid;
@@ -309,6 +322,8 @@ int ps_vm_mmap(struct ps_vm *vm, struct vm_area_struct *vma, bool may_size);
 void ps_vm_zap(struct ps_vm *vm, pgoff_t gfn);
 void ps_vm_zap_range(struct ps_vm *vm, pgoff_t gfn, pgoff_t nr);
 void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info);
+int ps_vm_get_private(struct ps_vm *vm, struct pageshare_private *arg,
+		      u64 __user *gfns);
 void ps_vms_lock(void);
 void ps_vms_unlock(void);
 struct ps_vm *ps_vms_next(unsigned long *id);

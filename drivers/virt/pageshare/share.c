@@ -283,11 +283,18 @@ static bool ps_entry_is(struct ps_vm *vm, pgoff_t gfn, void *entry)
 	return xa_load(&vm->pages, gfn) == entry;
 }
 
-/* Points a gfn's entry elsewhere: the slot exists, so nothing allocates. */
+/*
+ * Points a gfn's entry elsewhere: the slot exists, so nothing allocates.
+ * The entry's mark says whether it is private, and changes with it.
+ */
 static void ps_set_entry(struct ps_vm *vm, pgoff_t gfn, void *entry)
 {
 	xa_lock(&vm->pages);
 	__xa_store(&vm->pages, gfn, entry, 0);
+	if (ps_entry_shared(entry))
+		__xa_clear_mark(&vm->pages, gfn, PS_MARK_PRIVATE);
+	else
+		__xa_set_mark(&vm->pages, gfn, PS_MARK_PRIVATE);
 	xa_unlock(&vm->pages);
 }
 

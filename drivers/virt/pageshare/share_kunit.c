@@ -10,8 +10,10 @@
 #include <kunit/test.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/mman.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
+#include <linux/uaccess.h>
 
 #include <linux/pageshare.h>
 
@@ -548,6 +550,111 @@ static void ps_test_audit_catches(struct kunit *test)
 	ps_test_audit_clean(test);
 }
 
+/*
+ * Lists @vm's private gfns from @start, @max at most, through the ioctl's
+ * walk into a user buffer, and returns how many; @out gets them.
+ */
+static u32 ps_test_private(struct kunit *test, struct ps_vm *vm, u64 start, u32 max,
+			   u64 *out, u64 *next, u64 *discards)
+{
+	struct pageshare_private arg = { .start = start, .max = max };
+	unsigned long ubuf;
+
+	ubuf = kunit_vm_mmap(test, NULL, 0, PAGE_SIZE, PROT_READ | PROT_WRITE,
+			     MAP_ANONYMOUS | MAP_PRIVATE, 0);
+	KUNIT_ASSERT_NE(test, ubuf, 0);
+	KUNIT_ASSERT_LE(test, max, PAGE_SIZE / sizeof(u64));
+	KUNIT_ASSERT_EQ(test, 0, ps_vm_get_private(vm, &arg, (u64 __user *)ubuf));
+	KUNIT_ASSERT_EQ(test, 0,
+			copy_from_user(out, (void __user *)ubuf, arg.count * sizeof(u64)));
+	*next = arg.next;
+	*discards = arg.discards;
+	return arg.count;
+}
+
+/* Expects @vm's private gfns to be @want[0..@nr), and nothing more. */
+static void ps_test_expect_private(struct kunit *test, struct ps_vm *vm,
+				   const u64 *want, u32 nr)
+{
+	u64 got[8], next, discards;
+	u32 n = ps_test_private(test, vm, 0, ARRAY_SIZE(got), got, &next, &discards);
+
+	KUNIT_EXPECT_EQ(test, n, nr);
+	KUNIT_EXPECT_EQ(test, next, PS_TEST_PAGES);
+	if (n == nr && nr)
+		KUNIT_EXPECT_MEMEQ(test, got, want, nr * sizeof(*want));
+}
+
+/* The list of gfns, possibly empty, after @vm. */
+#define PS_TEST_EXPECT_PRIVATE(test, vm, ...)					\
+	ps_test_expect_private(test, vm, (const u64[]){ 0, ##__VA_ARGS__ } + 1,	\
+			       sizeof((u64[]){ 0, ##__VA_ARGS__ }) / sizeof(u64) - 1)
+
+/*
+ * The private mark follows every way in and out of the private state, the
+ * walk finds exactly the marked gfns and resumes where it stopped, the
+ * discard count moves only once a discard is over, and the audit catches a
+ * mark that disagrees with its entry.
+ */
+static void ps_test_private_marks(struct kunit *test)
+{
+	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
+	u64 got[4], next, d0, d1, ha, hb;
+
+	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, 0, 4, got, &next, &d0), 0);
+	KUNIT_EXPECT_EQ(test, next, PS_TEST_PAGES);
+
+	/* First touches. */
+	ps_test_fill(test, a, 1, 0x33);
+	ps_test_fill(test, a, 5, 0x33);
+	ps_test_fill(test, a, 40, 0x44);
+	ps_test_fill(test, a, PS_TEST_PAGES - 1, 0x55);
+	ps_test_fill(test, b, 1, 0x33);
+	PS_TEST_EXPECT_PRIVATE(test, a, 1, 5, 40, PS_TEST_PAGES - 1);
+
+	/* A full array stops the walk, which resumes past its last gfn. */
+	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, 0, 2, got, &next, &d1), 2);
+	KUNIT_EXPECT_EQ(test, got[1], 5);
+	KUNIT_EXPECT_EQ(test, next, 6);
+	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, next, 2, got, &next, &d1), 2);
+	KUNIT_EXPECT_EQ(test, got[0], 40);
+	KUNIT_EXPECT_EQ(test, next, PS_TEST_PAGES);
+	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, next, 2, got, &next, &d1), 0);
+	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, 41, 0, got, &next, &d1), 0);
+	KUNIT_EXPECT_EQ(test, d1, d0);
+
+	/* Nominated, then shared: no longer private, here or in @b. */
+	ha = ps_test_nominate(test, a, 5);
+	PS_TEST_EXPECT_PRIVATE(test, a, 1, 40, PS_TEST_PAGES - 1);
+	hb = ps_test_nominate(test, b, 1);
+	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 5, ha, b, 1, hb, true));
+	KUNIT_ASSERT_EQ(test, 0, ps_share(a, 5, ha, a, 1, ps_test_nominate(test, a, 1), true));
+	PS_TEST_EXPECT_PRIVATE(test, a, 40, PS_TEST_PAGES - 1);
+	PS_TEST_EXPECT_PRIVATE(test, b);
+
+	/* An unshare (a write does the same) makes a gfn private again. */
+	KUNIT_ASSERT_EQ(test, 0, ps_unshare(b, 1));
+	PS_TEST_EXPECT_PRIVATE(test, b, 1);
+	PS_TEST_EXPECT_PRIVATE(test, a, 40, PS_TEST_PAGES - 1);
+
+	/* A discard takes gfns out, private or shared, and counts once. */
+	KUNIT_ASSERT_EQ(test, 0, ps_vm_punch(a, 5 * PAGE_SIZE, 36 * PAGE_SIZE));
+	PS_TEST_EXPECT_PRIVATE(test, a, PS_TEST_PAGES - 1);
+	ps_test_private(test, a, 0, 4, got, &next, &d1);
+	KUNIT_EXPECT_EQ(test, d1, d0 + 1);
+	KUNIT_EXPECT_TRUE(test, ps_test_page_is(ps_test_page(a, 1), 0x33));
+	ps_test_audit_clean(test);
+
+	/* The audit catches a private entry without the mark, and the reverse. */
+	xa_clear_mark(&a->pages, PS_TEST_PAGES - 1, PS_MARK_PRIVATE);
+	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
+	xa_set_mark(&a->pages, PS_TEST_PAGES - 1, PS_MARK_PRIVATE);
+	xa_set_mark(&a->pages, 1, PS_MARK_PRIVATE);
+	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
+	xa_clear_mark(&a->pages, 1, PS_MARK_PRIVATE);
+	ps_test_audit_clean(test);
+}
+
 static void ps_test_policy(struct kunit *test)
 {
 	struct ps_vm *a = ps_test_vm(test), *b = ps_test_vm(test);
@@ -631,6 +738,7 @@ static struct kunit_case ps_share_test_cases[] = {
 	KUNIT_CASE(ps_test_shrink_while_shared),
 	KUNIT_CASE(ps_test_rmap),
 	KUNIT_CASE(ps_test_audit_catches),
+	KUNIT_CASE(ps_test_private_marks),
 	KUNIT_CASE(ps_test_policy),
 	{}
 };

@@ -36,7 +36,9 @@
 #include <linux/pseudo_fs.h>
 #include <linux/cred.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
 
 #include <linux/pageshare.h>
 
@@ -376,6 +378,11 @@ static void ps_vm_free_range(struct ps_vm *vm, pgoff_t first, pgoff_t last)
 	}
 	ps_ops_end();
 	folio_batch_release(&fbatch);
+	/*
+	 * Only now: whoever reads the count before this may have seen gfns
+	 * that were still on their frames, and must read it again later.
+	 */
+	atomic64_inc(&vm->discards);
 }
 
 /**
@@ -640,6 +647,8 @@ static void *ps_vm_fill_hole_locked(struct ps_vm *vm, pgoff_t gfn, void *entry,
 		cur = XA_ERROR(-ENXIO);
 	}
 	if (!cur) {
+		if (!ps_entry_shared(entry))
+			__xa_set_mark(&vm->pages, gfn, PS_MARK_PRIVATE);
 		/* Every bit of the VM changes under this lock. */
 		bits = xa_load(&vm->zero_map, gfn / PS_ZERO_CHUNK);
 		*was_read = bits && __test_and_clear_bit(gfn % PS_ZERO_CHUNK, bits);
@@ -1144,4 +1153,66 @@ void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info)
 	info->size = READ_ONCE(vm->size);
 	info->private_pages = atomic_long_read(&vm->stats.private_pages);
 	info->mappings = READ_ONCE(vm->nr_mappings);
+}
+
+/* gfns found per hold of the xa_lock: the copy to the user goes between. */
+#define PS_PRIVATE_CHUNK	64
+
+/**
+ * ps_vm_get_private() - List a VM's private gfns: PAGESHARE_GET_PRIVATE.
+ * @vm: the VM.
+ * @arg: the checked argument; @arg->next, @arg->discards and @arg->count
+ *	 are filled in.
+ * @gfns: where the gfns go, @arg->max of them at most.
+ *
+ * Walks the entries marked private (PS_MARK_PRIVATE), so its cost follows
+ * the private gfns, not the VM's size. A gfn is listed if it is private
+ * when the walk reaches it: one that turns private behind the walk was
+ * written after the call began, and the next call finds it.
+ *
+ * The discard count is read first: a caller that finds it unchanged at its
+ * next call knows that no gfn it saw on a frame during this one has lost
+ * its page since (ps_vm_free_range() bumps it last).
+ *
+ * Context: Process context; takes the VM's xa_lock for each
+ * PS_PRIVATE_CHUNK gfns.
+ * Return: 0; -EFAULT if @gfns cannot be written; -EINTR on a fatal signal.
+ */
+int ps_vm_get_private(struct ps_vm *vm, struct pageshare_private *arg,
+		      u64 __user *gfns)
+{
+	u64 buf[PS_PRIVATE_CHUNK];
+	pgoff_t end, gfn = arg->start;
+	unsigned int n;
+	void *entry;
+
+	arg->discards = atomic64_read(&vm->discards);
+	/* No gfn fits in an index past the size; nor a start past it. */
+	end = READ_ONCE(vm->size) >> PAGE_SHIFT;
+	arg->count = 0;
+	arg->next = end;
+	while (gfn < end && arg->count < arg->max) {
+		XA_STATE(xas, &vm->pages, gfn);
+
+		n = 0;
+		xas_lock(&xas);
+		xas_for_each_marked(&xas, entry, end - 1, PS_MARK_PRIVATE) {
+			buf[n++] = xas.xa_index;
+			if (n == min_t(u32, PS_PRIVATE_CHUNK, arg->max - arg->count))
+				break;
+		}
+		xas_unlock(&xas);
+		if (!n)
+			break;
+		if (copy_to_user(gfns + arg->count, buf, n * sizeof(*buf)))
+			return -EFAULT;
+		arg->count += n;
+		gfn = buf[n - 1] + 1;
+		if (arg->count == arg->max)
+			arg->next = gfn;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+	}
+	return 0;
 }

@@ -32,7 +32,7 @@
 #define PAGESHARE_SUPER_MAGIC	0x70736872
 
 /* Returned by PAGESHARE_GET_API_VERSION. */
-#define PAGESHARE_API_VERSION	4
+#define PAGESHARE_API_VERSION	5
 
 /**
  * PAGESHARE_GET_API_VERSION - Report the version of this interface.
@@ -45,6 +45,7 @@
  * PAGESHARE_OPEN_VM descriptor is now a file of its own rather than the
  * owner's. Version 4 made /dev/pageshare a control node: its open() no
  * longer makes a VM, and a VM is a file of a pageshare mount only.
+ * Version 5 added PAGESHARE_GET_PRIVATE.
  */
 #define PAGESHARE_GET_API_VERSION	_IO(PAGESHARE_IOCTL_TYPE, 0x00)
 
@@ -207,6 +208,62 @@ struct pageshare_open_vm {
  * * ``ENOMEM`` - no memory for the file.
  */
 #define PAGESHARE_OPEN_VM	_IOW(PAGESHARE_IOCTL_TYPE, 0x05, struct pageshare_open_vm)
+
+/**
+ * struct pageshare_private - Argument of PAGESHARE_GET_PRIVATE.
+ * @gfns:	In: user address of an array of @max __u64, where the gfns
+ *		found go, in increasing order.
+ * @start:	In: the first gfn to look at.
+ * @next:	Out: where to resume: one past the last gfn stored when the
+ *		array is full, else the VM's size (nothing more to find).
+ * @discards:	Out: how many discards (fallocate(FALLOC_FL_PUNCH_HOLE),
+ *		madvise(MADV_REMOVE)) and shrinks have completed on the VM
+ *		since it was made, read before the walk.
+ * @max:	In: entries in @gfns, at most PAGESHARE_BATCH_MAX.
+ * @count:	Out: gfns stored.
+ * @flags:	In: must be zero: no flag is defined.
+ * @pad:	Must be zero.
+ * @reserved:	Must be zero.
+ *
+ * A gfn is private from the moment it gets a page of its own (its first
+ * write, the write or PAGESHARE_UNSHARE that takes it out of shared
+ * state) until it is nominated or loses its page. So the private gfns are
+ * exactly those that a deduplication agent has not seen since they were
+ * last written: the ones to nominate. Every gfn that was not private at
+ * one call and is private at the next was written in between, and every
+ * nominated or shared gfn that the caller knew the handle of still has it
+ * unless it was written (and so is private, or was nominated again),
+ * shared by someone else, or discarded (@discards changed). The walk
+ * costs in proportion to the private gfns it finds, not to the VM's size.
+ */
+struct pageshare_private {
+	__u64 gfns;
+	__u64 start;
+	__u64 next;
+	__u64 discards;
+	__u32 max;
+	__u32 count;
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved[2];
+};
+
+/**
+ * PAGESHARE_GET_PRIVATE - List the gfns backed by pages of their own.
+ *
+ * A VM's own ioctl: ENOTTY on the control node. It changes nothing. The
+ * gfns are those private during the call, each checked under the VM's
+ * lock as the walk reaches it.
+ *
+ * Return: 0 on success, or -1 with errno set to (in the order checked):
+ *
+ * * ``EFAULT`` - the argument is not readable or not writable.
+ * * ``EINVAL`` - @flags, @pad or @reserved is not zero.
+ * * ``E2BIG``  - @max is above PAGESHARE_BATCH_MAX.
+ * * ``EFAULT`` - @gfns cannot be written (the argument is not updated).
+ * * ``EINTR``  - a fatal signal came.
+ */
+#define PAGESHARE_GET_PRIVATE	_IOWR(PAGESHARE_IOCTL_TYPE, 0x06, struct pageshare_private)
 
 /*
  * Sharing. A VM is named by a descriptor of it that the caller holds (a

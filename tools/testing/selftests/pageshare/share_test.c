@@ -129,6 +129,43 @@ FIXTURE_TEARDOWN(guests)
 } while (0)
 #define MEM(i, gfn) (self->g[i].mem + (gfn) * PS_PAGE)
 
+/*
+ * @fd's private gfns from @start, PAGESHARE_GET_PRIVATE @max at a time, into
+ * @out (@cap at most): how many, or -1 with errno.
+ */
+static long private_gfns(int fd, uint64_t start, uint32_t max, uint64_t *out, size_t cap,
+			 uint64_t *discards)
+{
+	struct pageshare_private p;
+	size_t n = 0;
+
+	for (;;) {
+		memset(&p, 0, sizeof(p));
+		p.gfns = (uintptr_t)(out + n);
+		p.start = start;
+		p.max = cap - n < max ? cap - n : max;
+		if (ioctl(fd, PAGESHARE_GET_PRIVATE, &p))
+			return -1;
+		if (discards)
+			*discards = p.discards;
+		n += p.count;
+		if (p.count < p.max || n == cap)
+			return n;
+		start = p.next;
+	}
+}
+
+/* Whether @gfn is among @n sorted gfns. */
+static bool has_gfn(const uint64_t *gfns, long n, uint64_t gfn)
+{
+	long i;
+
+	for (i = 0; i < n; i++)
+		if (gfns[i] == gfn)
+			return true;
+	return false;
+}
+
 /* Guests 0 and 1 write the same bytes; the host shares them. */
 static int share_two(struct __test_metadata *_metadata,
 		     FIXTURE_DATA(guests) * self, uint16_t seed)
@@ -204,6 +241,35 @@ TEST_F_TIMEOUT(guests, guest_write_breaks_only_its_copy, 300)
 	EXPECT_EQ(PAGESHARE_STATE_PRIVATE, q.state);
 	EXPECT_EQ(0, ps_bad_fill_words(MEM(0, PS_DATA_GFN + 5), PS_DATA_GFN + 5, 1, 0x9999));
 	EXPECT_EQ(self->saved0 + NPAGES - 1, global("saved_frames"));
+	EXPECT_EQ(0, ps_audit_all());
+}
+
+/*
+ * What a guest writes is what PAGESHARE_GET_PRIVATE lists afterwards: the
+ * gfn it took out of shared state, and the holes it wrote, and nothing of
+ * the other guest's.
+ */
+TEST_F_TIMEOUT(guests, guest_writes_listed_as_private, 300)
+{
+	uint64_t gfns[256], d0, d1;
+	long n;
+
+	ASSERT_EQ(0, share_two(_metadata, self, 0x2468)) TH_LOG("%s", strerror(errno));
+	n = private_gfns(self->g[0].fd, 0, 7, gfns, 256, &d0);
+	ASSERT_LE(0, n);
+	EXPECT_FALSE(has_gfn(gfns, n, PS_DATA_GFN + 3));
+	EXPECT_EQ(1, n);	/* the code page */
+
+	FILL(0, PS_DATA_GFN + 3, 1, 0x1357);		/* takes it out of sharing */
+	FILL(0, PS_DATA_GFN + NPAGES, 2, 0x1357);	/* two holes */
+	n = private_gfns(self->g[0].fd, 0, 7, gfns, 256, &d1);
+	ASSERT_EQ(4, n);
+	EXPECT_TRUE(has_gfn(gfns, n, PS_DATA_GFN + 3));
+	EXPECT_TRUE(has_gfn(gfns, n, PS_DATA_GFN + NPAGES));
+	EXPECT_TRUE(has_gfn(gfns, n, PS_DATA_GFN + NPAGES + 1));
+	EXPECT_EQ(d0, d1);
+	n = private_gfns(self->g[1].fd, 0, 7, gfns, 256, NULL);
+	EXPECT_EQ(1, n);
 	EXPECT_EQ(0, ps_audit_all());
 }
 
@@ -465,6 +531,97 @@ TEST_F(vm2, nominate_errors)
 	close(efd);
 	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_NOMINATE, NULL));
 	EXPECT_EQ(EFAULT, errno);
+}
+
+TEST_F(vm2, private_gfns)
+{
+	struct pageshare_private p;
+	uint64_t gfns[300], h, d0, d1;
+	long n, i;
+	int ctl;
+
+	/* The fixture wrote gfns 0-63 of each VM. */
+	n = private_gfns(self->a, 0, 5, gfns, 300, &d0);
+	ASSERT_EQ(64, n);
+	for (i = 0; i < n; i++)
+		EXPECT_EQ(i, gfns[i]);
+	EXPECT_EQ(10, private_gfns(self->a, 54, 3, gfns, 300, NULL));
+	EXPECT_EQ(54, gfns[0]);
+
+	/* Nominated: gone from the list; written by the VMM: back in it. */
+	for (i = 10; i < 20; i++)
+		ASSERT_EQ(0, ps_nominate(self->a, i, &h, NULL));
+	EXPECT_EQ(54, private_gfns(self->a, 0, 64, gfns, 300, NULL));
+	EXPECT_FALSE(has_gfn(gfns, 54, 15));
+	self->ma[15 * PS_PAGE + 9] = 1;
+	EXPECT_EQ(55, private_gfns(self->a, 0, 64, gfns, 300, NULL));
+	EXPECT_TRUE(has_gfn(gfns, 55, 15));
+
+	/* A read of a hole is no page; a write of one is. */
+	EXPECT_EQ(0, self->ma[200 * PS_PAGE]);
+	EXPECT_EQ(55, private_gfns(self->a, 0, 64, gfns, 300, NULL));
+	self->ma[201 * PS_PAGE] = 1;
+	EXPECT_EQ(56, private_gfns(self->a, 0, 64, gfns, 300, NULL));
+	EXPECT_EQ(201, gfns[55]);
+
+	/* A discard takes gfns out, and is counted once it is over. */
+	ASSERT_EQ(0, fallocate(self->a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       12 * PS_PAGE, 40 * PS_PAGE));
+	n = private_gfns(self->a, 0, 64, gfns, 300, &d1);
+	EXPECT_EQ(56 - 33, n);	/* 12-51 went: 15 and 20-51 were private */
+	EXPECT_FALSE(has_gfn(gfns, n, 15));
+	EXPECT_EQ(d0 + 1, d1);
+	EXPECT_EQ(64, private_gfns(self->b, 0, 64, gfns, 300, NULL));
+
+	/* Where to resume: past the last gfn stored, or the size. */
+	memset(&p, 0, sizeof(p));
+	p.gfns = (uintptr_t)gfns;
+	p.max = 3;
+	ASSERT_EQ(0, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(3, p.count);
+	EXPECT_EQ(3, p.next);
+	p.start = 200;
+	ASSERT_EQ(0, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(1, p.count);
+	EXPECT_EQ(MIB / PS_PAGE, p.next);
+	p.max = 0;
+	ASSERT_EQ(0, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(0, p.count);
+
+	/* Bad input, state untouched. */
+	p.max = 3;
+	p.flags = 1;
+	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(EINVAL, errno);
+	p.flags = 0;
+	p.pad = 1;
+	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(EINVAL, errno);
+	p.pad = 0;
+	p.reserved[1] = 1;
+	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(EINVAL, errno);
+	p.reserved[1] = 0;
+	p.max = PAGESHARE_BATCH_MAX + 1;
+	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(E2BIG, errno);
+	p.max = 3;
+	p.start = 0;
+	p.gfns = 8;
+	p.count = 77;
+	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(77, p.count);
+	EXPECT_EQ(-1, ioctl(self->a, PAGESHARE_GET_PRIVATE, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	/* A VM's own ioctl: the control node is no VM. */
+	p.gfns = (uintptr_t)gfns;
+	ctl = ps_control();
+	ASSERT_LE(0, ctl);
+	EXPECT_EQ(-1, ioctl(ctl, PAGESHARE_GET_PRIVATE, &p));
+	EXPECT_EQ(ENOTTY, errno);
+	close(ctl);
+	EXPECT_EQ(n, private_gfns(self->a, 0, 64, gfns, 300, NULL));
 }
 
 TEST_F(vm2, pinned_page_refused)

@@ -290,6 +290,35 @@ static void check_query(struct mvm *m, int gfn)
 		     (unsigned long long)(f < 0 ? 0 : frames[f].handle));
 }
 
+/* PAGESHARE_GET_PRIVATE lists exactly the gfns the model has private. */
+static void check_private(struct mvm *m)
+{
+	struct pageshare_private p = { .max = 7 };
+	uint64_t gfns[NGFN];
+	int g, n = 0, i = 0;
+
+	do {
+		p.gfns = (uintptr_t)(gfns + n);
+		p.start = p.next;
+		if (n + p.max > NGFN)
+			p.max = NGFN - n;
+		if (ioctl(m->g.fd, PAGESHARE_GET_PRIVATE, &p))
+			fail("get_private: %s", strerror(errno));
+		n += p.count;
+	} while (p.count == p.max && p.max && p.next < NGFN);
+	for (g = 0; g < NGFN; g++) {
+		int f = m->frame[g];
+		bool priv = f >= 0 && !frames[f].handle;
+
+		if (priv != (i < n && gfns[i] == (uint64_t)g))
+			fail("vm %ld gfn %d: %s by the model, %slisted as private",
+			     m - vms, g, priv ? "private" : "not private", priv ? "not " : "");
+		i += priv;
+	}
+	if (i != n)
+		fail("vm %ld: %d gfns listed as private, the model has %d", m - vms, n, i);
+}
+
 static void check_counters(void)
 {
 	long shared_frames = 0, shared_gfns = 0;
@@ -314,6 +343,7 @@ static void check_counters(void)
 			nominated += frames[f].sharers == 1;
 		}
 		shared_gfns += shared;
+		check_private(&vms[v]);
 		if (ps_stats(vms[v].g.fd, &st))
 			fail("stats: %s", strerror(errno));
 		if ((long)st.private_pages != priv || (long)st.shared_gfns != shared ||
