@@ -121,6 +121,40 @@ int pageshare_get_info(int fd, struct pageshare_vm_info *info)
 	return ps_ioctl(fd, PAGESHARE_GET_INFO, info);
 }
 
+int pageshare_get_private(int fd, uint64_t start, uint64_t *gfns, uint32_t max,
+			  uint32_t *count, uint64_t *next, uint64_t *discards)
+{
+	struct pageshare_private arg;
+	uint32_t done = 0;
+	int ret;
+
+	*count = 0;
+	*next = start;
+	/*
+	 * A call stores PAGESHARE_BATCH_MAX gfns at most: go on from where a
+	 * full one stopped, so that fewer than @max means the end of the VM.
+	 * The discard count is the first call's, read before any gfn.
+	 */
+	do {
+		memset(&arg, 0, sizeof(arg));
+		arg.gfns = (uintptr_t)(gfns + done);
+		arg.start = *next;
+		arg.max = max - done < PAGESHARE_BATCH_MAX ? max - done : PAGESHARE_BATCH_MAX;
+		ret = ps_ioctl(fd, PAGESHARE_GET_PRIVATE, &arg);
+		if (ret)
+			return ret;
+		/* A count past the call's own would be a kernel bug. */
+		if (arg.count > arg.max)
+			return -EIO;
+		if (!done && discards)
+			*discards = arg.discards;
+		done += arg.count;
+		*count = done;
+		*next = arg.next;
+	} while (done < max && arg.count == arg.max);
+	return 0;
+}
+
 int pageshare_get_policy(int fd, uint64_t *group, uint32_t *flags)
 {
 	struct pageshare_policy p = { 0 };
@@ -578,6 +612,16 @@ static const char *ps_op_error(enum pageshare_op op, int err)
 	case PAGESHARE_OP_AUDIT:
 		if (err == EPERM)
 			return "the audit needs CAP_SYS_ADMIN";
+		break;
+	case PAGESHARE_OP_GET_PRIVATE:
+		switch (err) {
+		case ENOTTY:
+			return "not a VM's descriptor, or a module older than API version 5";
+		case EINVAL:
+			return "flags, pad or reserved fields are not zero";
+		case EINTR:
+			return "interrupted by a fatal signal";
+		}
 		break;
 	case PAGESHARE_OP_SYSFS:
 		switch (err) {

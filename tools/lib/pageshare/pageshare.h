@@ -30,7 +30,7 @@ extern "C" {
 #define PAGESHARE_SYSFS_ROOT	"/sys/kernel/pageshare"
 
 /* The version of this library (its soname carries the major number). */
-#define PAGESHARE_LIB_VERSION	"2.0.0"
+#define PAGESHARE_LIB_VERSION	"2.1.0"
 
 /**
  * pageshare_set_device_path() - Use another device node than /dev/pageshare.
@@ -115,6 +115,38 @@ int pageshare_set_size(int fd, uint64_t bytes);
  * Return: 0, or a negative errno.
  */
 int pageshare_get_info(int fd, struct pageshare_vm_info *info);
+
+/**
+ * pageshare_get_private() - List a VM's gfns backed by pages of their own.
+ * @fd: the VM's descriptor (on the control node, which is no VM: -ENOTTY).
+ * @start: the first gfn to look at.
+ * @gfns: an array of @max entries, where the gfns found go, in increasing
+ *	  order.
+ * @max: entries in @gfns, any number: past PAGESHARE_BATCH_MAX, the walk
+ *	 takes several calls, resumed where the last one stopped.
+ * @count: set to the number of gfns stored; less than @max only when the
+ *	   walk reached the end of the VM.
+ * @next: set to where a next walk starts: one past the last gfn stored
+ *	  when @gfns is full, else the VM's size (nothing more to find).
+ * @discards: set to the number of discards (punched holes, MADV_REMOVE)
+ *	      and shrinks completed on the VM, read before the walk; may be
+ *	      NULL.
+ *
+ * PAGESHARE_GET_PRIVATE, API version 5. It changes nothing. A gfn is
+ * private from its first write, or the write or unshare that takes it out
+ * of shared state, until it is nominated or loses its page: the private
+ * gfns are those an agent has not seen since they were last written. A gfn
+ * that turns private behind the walk is found by the next one. An agent
+ * that finds @discards unchanged at its next walk knows that every gfn it
+ * saw on a frame and does not find private still has its page, and its
+ * handle unless another agent shared it.
+ *
+ * Return: 0, or a negative errno: -ENOTTY on the control node or with a
+ * module older than API version 5, -EFAULT, -EINTR (a fatal signal). When
+ * a call after the first fails, *@count and *@next tell what was stored.
+ */
+int pageshare_get_private(int fd, uint64_t start, uint64_t *gfns, uint32_t max,
+			  uint32_t *count, uint64_t *next, uint64_t *discards);
 
 /**
  * pageshare_get_policy() - Read a VM's share group and policy flags.
@@ -408,6 +440,7 @@ void pageshare_free_vm_list(struct pageshare_vm_stat *vms);
  * @PAGESHARE_OP_GET_STATS:	pageshare_get_stats().
  * @PAGESHARE_OP_AUDIT:		pageshare_audit().
  * @PAGESHARE_OP_SYSFS:		the sysfs readers.
+ * @PAGESHARE_OP_GET_PRIVATE:	pageshare_get_private().
  */
 enum pageshare_op {
 	PAGESHARE_OP_CREATE,
@@ -427,6 +460,7 @@ enum pageshare_op {
 	PAGESHARE_OP_GET_STATS,
 	PAGESHARE_OP_AUDIT,
 	PAGESHARE_OP_SYSFS,
+	PAGESHARE_OP_GET_PRIVATE,
 };
 
 /**

@@ -32,6 +32,8 @@ static struct {
 	uint32_t fail_done;	/* entries it processes first */
 	uint8_t *seen;		/* times each gfn was processed */
 	size_t nr_seen;
+	uint64_t priv_size;	/* GET_PRIVATE: the VM's gfns, of which */
+	uint64_t priv_step;	/* every priv_step-th is private */
 } fake;
 
 static void fake_reset(size_t nr_seen)
@@ -72,6 +74,45 @@ static int fake_unshare_batch(struct pageshare_batch *b, int call)
 	return 0;
 }
 
+/* The VM descriptor of the GET_PRIVATE tests; any other is the control node. */
+#define FAKE_VM_FD	5
+
+/* PAGESHARE_GET_PRIVATE, as the kernel: checks, then the walk from @start. */
+static int fake_get_private(int fd, struct pageshare_private *a, int call)
+{
+	uint64_t *out = (void *)(uintptr_t)a->gfns;
+	uint64_t g;
+
+	if (fd != FAKE_VM_FD) {
+		errno = ENOTTY;
+		return -1;
+	}
+	if (a->flags || a->pad || a->reserved[0] || a->reserved[1]) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (a->max > PAGESHARE_BATCH_MAX) {
+		errno = E2BIG;
+		return -1;
+	}
+	fake.count[call] = a->max;
+	fake.first_gfn[call] = a->start;
+	if (call == fake.fail_call) {
+		errno = fake.fail_errno;
+		return -1;
+	}
+	/* Another count at each call: the wrapper must give the first one's. */
+	a->discards = 40 + call;
+	a->count = 0;
+	a->next = fake.priv_size;
+	g = (a->start + fake.priv_step - 1) / fake.priv_step * fake.priv_step;
+	for (; g < fake.priv_size && a->count < a->max; g += fake.priv_step)
+		out[a->count++] = g;
+	if (a->max && a->count == a->max)
+		a->next = out[a->count - 1] + 1;
+	return 0;
+}
+
 int lib_test_ioctl(int fd, unsigned long req, ...)
 {
 	int call = fake.calls < MAX_CALLS ? fake.calls : MAX_CALLS - 1;
@@ -79,7 +120,6 @@ int lib_test_ioctl(int fd, unsigned long req, ...)
 	va_list ap;
 	void *arg;
 
-	(void)fd;
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
@@ -96,6 +136,8 @@ int lib_test_ioctl(int fd, unsigned long req, ...)
 			return fake_unshare_batch(arg, call);
 		((struct pageshare_batch *)arg)->done = fake.count[call];
 		return 0;
+	case PAGESHARE_GET_PRIVATE:
+		return fake_get_private(fd, arg, call);
 	case PAGESHARE_OPEN_VM:
 		if (((struct pageshare_open_vm *)arg)->id == 42)
 			return 7;
@@ -254,6 +296,87 @@ static void test_single(void)
 	ok(!pageshare_get_policy(3, &group, &flags) && group == 0xbeef &&
 	   flags == PAGESHARE_POLICY_NO_INTRA_VM, "get_policy");
 	ok(!pageshare_nominate(3, &n) && n.handle == 99, "nominate: single form");
+}
+
+static bool private_listed(const uint64_t *gfns, uint32_t n, uint64_t first, uint64_t step)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		if (gfns[i] != first + i * step)
+			return false;
+	return true;
+}
+
+static void test_get_private(void)
+{
+	uint32_t big = PAGESHARE_BATCH_MAX + 10, count = 99;
+	uint64_t gfns[16], next = 99, discards = 99, *many;
+	int ret;
+
+	/* gfns 0, 3, ..., 27 of 30 are private. */
+	fake_reset(0);
+	fake.priv_size = 30;
+	fake.priv_step = 3;
+	ret = pageshare_get_private(FAKE_VM_FD, 0, gfns, 16, &count, &next, &discards);
+	ok(!ret && count == 10 && private_listed(gfns, 10, 0, 3),
+	   "get_private: the 10 private gfns, in order (%d, %u)", ret, count);
+	ok(next == 30 && discards == 40 && fake.calls == 1 && fake.req[0] == PAGESHARE_GET_PRIVATE,
+	   "get_private: one call; next is the size, the discard count given");
+
+	fake_reset(0);
+	fake.priv_size = 30;
+	fake.priv_step = 3;
+	ret = pageshare_get_private(FAKE_VM_FD, 4, gfns, 4, &count, &next, NULL);
+	ok(!ret && count == 4 && private_listed(gfns, 4, 6, 3) && next == 16,
+	   "get_private: from gfn 4, a full array: 6..15, next 16 (%llu)",
+	   (unsigned long long)next);
+	ok(fake.count[0] == 4 && fake.first_gfn[0] == 4, "get_private: max and start passed on");
+	ret = pageshare_get_private(FAKE_VM_FD, next, gfns, 16, &count, &next, NULL);
+	ok(!ret && count == 4 && private_listed(gfns, 4, 18, 3) && next == 30,
+	   "get_private: resumed at next: the 4 others, 18..27");
+	ret = pageshare_get_private(FAKE_VM_FD, 0, gfns, 0, &count, &next, &discards);
+	ok(!ret && count == 0 && next == 30 && discards == 40 + (uint64_t)fake.calls - 1,
+	   "get_private: max 0: the discard count only");
+
+	/* Past PAGESHARE_BATCH_MAX: two calls, the second from where the first stopped. */
+	many = calloc(big, sizeof(*many));
+	fake_reset(0);
+	fake.priv_size = 4ULL * PAGESHARE_BATCH_MAX;
+	fake.priv_step = 2;
+	ret = many ? pageshare_get_private(FAKE_VM_FD, 0, many, big, &count, &next, &discards) :
+		     -ENOMEM;
+	ok(!ret && count == big && fake.calls == 2 && fake.count[0] == PAGESHARE_BATCH_MAX &&
+	   fake.count[1] == 10, "get_private: 2^20 + 10 gfns in calls of 2^20 and 10");
+	ok(fake.first_gfn[1] == 2ULL * PAGESHARE_BATCH_MAX - 1 && next == 2ULL * big - 1 &&
+	   discards == 40 && many && private_listed(many, big, 0, 2),
+	   "get_private: resumed at the first call's next; the first call's discard count");
+
+	/* The VM ends within the first call's reach: one call, fewer than max. */
+	fake_reset(0);
+	fake.priv_size = 100;
+	fake.priv_step = 2;
+	ret = many ? pageshare_get_private(FAKE_VM_FD, 0, many, big, &count, &next, NULL) : -ENOMEM;
+	ok(!ret && count == 50 && next == 100 && fake.calls == 1,
+	   "get_private: a big array, 50 private gfns: one call");
+
+	/* A second call fails: its errno, and what the first stored. */
+	fake_reset(0);
+	fake.priv_size = 4ULL * PAGESHARE_BATCH_MAX;
+	fake.priv_step = 2;
+	fake.fail_call = 1;
+	fake.fail_errno = EINTR;
+	ret = many ? pageshare_get_private(FAKE_VM_FD, 0, many, big, &count, &next, NULL) : -ENOMEM;
+	ok(ret == -EINTR && count == PAGESHARE_BATCH_MAX && next == 2ULL * PAGESHARE_BATCH_MAX - 1,
+	   "get_private: a failed second call: -EINTR, with the first call's count and next");
+	free(many);
+
+	fake_reset(0);
+	ret = pageshare_get_private(3, 0, gfns, 16, &count, &next, &discards);
+	ok(ret == -ENOTTY && count == 0 && next == 0,
+	   "get_private: the control node (or an old module): -ENOTTY, nothing stored");
+	ok(strstr(pageshare_strerror(PAGESHARE_OP_GET_PRIVATE, ENOTTY), "API version 5"),
+	   "strerror: get_private ENOTTY names the API version");
 }
 
 static void test_strerror(void)
@@ -420,6 +543,7 @@ int main(void)
 	printf("TAP version 13\n");
 	test_batches();
 	test_single();
+	test_get_private();
 	test_strerror();
 	test_sysfs();
 	test_device();
