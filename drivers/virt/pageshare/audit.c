@@ -94,6 +94,7 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 	struct ps_frame *frame;
 	struct page *page;
 	unsigned long gfn;
+	bool marked;
 	void *entry;
 	int ret = 0;
 
@@ -115,6 +116,8 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 		if (xas_retry(&xas, entry))
 			continue;
 		gfn = xas.xa_index;	/* xas_pause() moves the index on */
+		/* And forgets the node, where the marks are. */
+		marked = xas_get_mark(&xas, PS_MARK_PRIVATE);
 		if (a->nshared == a->cap || need_resched()) {
 			xas_pause(&xas);
 			rcu_read_unlock();
@@ -127,8 +130,7 @@ static int ps_audit_vm(struct ps_audit *a, struct ps_vm *vm)
 		page = ps_entry_page(entry);
 		if (gfn >= end)
 			ps_audit_err(a, "vm %u gfn %lu: past the size", vm->id, gfn);
-		if (xas_get_mark(&xas, PS_MARK_PRIVATE) == ps_entry_shared(entry) &&
-		    !ps_audit_mark_ok(vm, gfn))
+		if (marked == ps_entry_shared(entry) && !ps_audit_mark_ok(vm, gfn))
 			ps_audit_err(a, "vm %u gfn %lu: %s entry %s the private mark",
 				     vm->id, gfn, ps_entry_shared(entry) ? "shared" : "private",
 				     ps_entry_shared(entry) ? "has" : "lacks");
