@@ -428,17 +428,24 @@ static void ps_unlock_gfns(struct page *pa, struct page *pb)
 		put_page(pb);
 }
 
-/* @gfn's page: private and mapped (1), private (0), or a frame or a hole (-1). */
+/*
+ * @gfn's page: private and mapped (1), private (0), or a frame, a hole or
+ * a page pinned for DMA, which nominate refuses and so must not unmap (-1).
+ */
 static int ps_nominate_peek(struct ps_vm *vm, pgoff_t gfn)
 {
+	struct folio *folio;
 	void *entry;
 	int ret = -1;
 
 	/* The entry's page cannot go while the entry names it. */
 	xa_lock(&vm->pages);
 	entry = xa_load(&vm->pages, gfn);
-	if (entry && !ps_entry_shared(entry))
-		ret = folio_mapped(page_folio(ps_entry_page(entry)));
+	if (entry && !ps_entry_shared(entry)) {
+		folio = page_folio(ps_entry_page(entry));
+		if (!folio_maybe_dma_pinned(folio))
+			ret = folio_mapped(folio);
+	}
 	xa_unlock(&vm->pages);
 	return ret;
 }
@@ -453,7 +460,8 @@ static int ps_nominate_peek(struct ps_vm *vm, pgoff_t gfn)
  * and one TLB flush each. For a batch of consecutive gfns, this does it
  * once per stretch of private pages: over the range from the first
  * mapped one to the last. Frames (read-only everywhere: a nominate leaves
- * them alone) and holes end a stretch, so that their PTEs stay. What it
+ * them alone), holes and pages pinned for DMA end a stretch, so that their
+ * PTEs stay. What it
  * sees is only a hint, and nothing depends on it: ps_nominate() looks
  * again under the page lock and zaps a page mapped meanwhile.
  *
@@ -521,6 +529,16 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	if (shared) {
 		frame = ps_page_frame(page);
 		goto done;
+	}
+	/*
+	 * Pinned for DMA or direct I/O, the page may be written behind our
+	 * back: the count check below would refuse it, but only after the
+	 * zap had cost its VM a fault. A page with that many plain
+	 * references is refused too, as the count check would.
+	 */
+	if (folio_maybe_dma_pinned(page_folio(page))) {
+		ret = -EBUSY;
+		goto out;
 	}
 
 	frame = kmem_cache_zalloc(ps_frame_cache, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);

@@ -366,10 +366,57 @@ static void ps_test_nominate_batch(struct kunit *test)
 	flush_delayed_fput();
 }
 
+/*
+ * A page pinned for DMA cannot be nominated: neither the batch's run zap
+ * nor the nominate may unmap it first, which would only cost its VM a
+ * fault. Its neighbours are unmapped and nominated as usual.
+ */
+static void ps_test_nominate_pinned(struct kunit *test)
+{
+	const pgoff_t n = 4, pinned = 2;
+	struct ps_vm *vm = ps_test_vm(test, n * PAGE_SIZE);
+	struct page *page = NULL;
+	unsigned long addr;
+	struct file *file;
+	u64 handle;
+	pgoff_t gfn;
+	u8 byte = 1;
+
+	ps_vm_publish(vm);
+	file = ps_vm_open_id(vm->id);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	addr = kunit_vm_mmap(test, file, 0, n * PAGE_SIZE,
+			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	fput(file);		/* the mapping holds its own */
+	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	for (gfn = 0; gfn < n; gfn++)
+		KUNIT_ASSERT_EQ(test, 0, copy_to_user((void __user *)addr + gfn * PAGE_SIZE,
+						      &byte, 1));
+	KUNIT_ASSERT_EQ(test, 1, pin_user_pages_fast(addr + pinned * PAGE_SIZE, 1,
+						     FOLL_WRITE, &page));
+
+	ps_nominate_zap(vm, 0, n);
+	for (gfn = 0; gfn < n; gfn++)
+		KUNIT_EXPECT_EQ(test, ps_test_mapped(vm, gfn), gfn == pinned);
+	KUNIT_EXPECT_EQ(test, -EBUSY, ps_nominate(vm, pinned, &handle, NULL));
+	KUNIT_EXPECT_TRUE(test, ps_test_mapped(vm, pinned));
+	KUNIT_EXPECT_FALSE(test, ps_entry_shared(xa_load(&vm->pages, pinned)));
+	KUNIT_EXPECT_EQ(test, 0, ps_nominate(vm, pinned + 1, &handle, NULL));
+
+	unpin_user_page(page);
+	KUNIT_EXPECT_EQ(test, 0, ps_nominate(vm, pinned, &handle, NULL));
+	KUNIT_EXPECT_FALSE(test, ps_test_mapped(vm, pinned));
+
+	/* The next case counts VMs: this one must be gone by then. */
+	KUNIT_EXPECT_EQ(test, 0, vm_munmap(addr, n * PAGE_SIZE));
+	flush_delayed_fput();
+}
+
 static struct kunit_case ps_vm_test_cases[] = {
 	KUNIT_CASE(ps_test_page_cache),
 	KUNIT_CASE(ps_test_gup_fast),
 	KUNIT_CASE(ps_test_nominate_batch),
+	KUNIT_CASE(ps_test_nominate_pinned),
 	KUNIT_CASE(ps_test_create_ids),
 	KUNIT_CASE(ps_test_set_size),
 	KUNIT_CASE(ps_test_get_page),
