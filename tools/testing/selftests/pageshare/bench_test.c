@@ -1425,8 +1425,29 @@ static int bench_discard(void)
  * and so are a VM's cost, not a frame's.
  */
 struct kmem {
-	long slab, vmalloc, memfree, xa_nodes, meta;
+	long slab, vmalloc, memfree, pcp, xa_nodes, meta;
 };
+
+/*
+ * Free pages that sit on the per-CPU lists, which MemFree leaves out: a
+ * page freed goes there first, and the lists grow to several MiB while
+ * pages are freed in bulk (the "count:" of each CPU's pageset in
+ * /proc/zoneinfo).
+ */
+static long pcp_bytes(void)
+{
+	char line[256];
+	long count, sum = 0;
+	FILE *f = fopen("/proc/zoneinfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " count: %ld", &count) == 1)
+			sum += count;
+	fclose(f);
+	return sum * (long)PAGE;
+}
 
 static long slab_cache_bytes(const char *cache)
 {
@@ -1455,6 +1476,7 @@ static void kmem_read(struct kmem *m)
 	m->slab = meminfo("Slab");
 	m->vmalloc = meminfo("VmallocUsed");
 	m->memfree = meminfo("MemFree");
+	m->pcp = pcp_bytes();
 	m->xa_nodes = slab_cache_bytes("radix_tree_node");
 	m->meta = ps_sysfs_read("meta_bytes");
 }
@@ -1476,7 +1498,7 @@ static double kmem_module(const struct kmem *a, const struct kmem *b, size_t n)
  * nominates) and of their second sharers (after add_to_physmap).
  */
 struct frame_mem {
-	double module_per_frame, meta_per_frame, memfree_per_frame;
+	double module_per_frame, meta_per_frame, memfree_per_frame, free_per_frame;
 	double xa_per_second_gfn, module_per_second_gfn;
 };
 
@@ -1522,6 +1544,7 @@ static int share_cost(size_t frames, size_t m, int rounds, double *per_share,
 		mem->module_per_frame = kmem_module(&k0, &k1, frames);
 		mem->meta_per_frame = (double)(k1.meta - k0.meta) / frames;
 		mem->memfree_per_frame = (double)(k0.memfree - k1.memfree) / frames;
+		mem->free_per_frame = (double)(k0.memfree + k0.pcp - k1.memfree - k1.pcp) / frames;
 		mem->xa_per_second_gfn = (double)(k2.xa_nodes - k1.xa_nodes) / frames;
 		mem->module_per_second_gfn = kmem_module(&k1, &k2, frames);
 	}
@@ -1584,6 +1607,7 @@ static int bench_share_scaling(void)
 	detail(rb, "frames", big);
 	detail(rb, "module_accounting_bytes_per_frame", fm.meta_per_frame);
 	detail(rb, "memfree_bytes_per_frame", fm.memfree_per_frame);
+	detail(rb, "free_with_pcp_bytes_per_frame", fm.free_per_frame);
 	detail(rb, "second_sharer_module_bytes", fm.module_per_second_gfn);
 	detail(rb, "second_sharer_vm_index_bytes", fm.xa_per_second_gfn);
 	CHECK(fm.meta_per_frame > 0 && fm.module_per_frame > 0,
