@@ -36,6 +36,13 @@
  * @share:		PAGESHARE_SHARE_BATCH, likewise.
  * @unshare:		PAGESHARE_UNSHARE_BATCH, likewise.
  * @query:		PAGESHARE_QUERY_BATCH, likewise.
+ * @get_private:	PAGESHARE_GET_PRIVATE on a VM's descriptor: the VM's
+ *			private gfns from @start on, @max at most, into @gfns,
+ *			with *@count, *@next and *@discards set as the kernel
+ *			sets them. Return 0 or a negative errno. Optional
+ *			(NULL): incremental passes then query every gfn they
+ *			remember, as with a module older than API version 5
+ *			(-ENOTTY or -EINVAL).
  * @saved_frames:	The module-wide saved_frames counter. Optional (NULL).
  * @audit:		PAGESHARE_AUDIT: problems found, or a negative errno.
  */
@@ -50,6 +57,8 @@ struct dedup_backend {
 	int (*share)(void *ctx, struct pageshare_share *e, size_t count);
 	int (*unshare)(void *ctx, struct pageshare_unshare *e, size_t count);
 	int (*query)(void *ctx, struct pageshare_query *e, size_t count);
+	int (*get_private)(void *ctx, int vm, uint64_t start, uint64_t *gfns, uint32_t max,
+			   uint32_t *count, uint64_t *next, uint64_t *discards);
 	int (*saved_frames)(void *ctx, uint64_t *frames);
 	int (*audit)(void *ctx);
 };

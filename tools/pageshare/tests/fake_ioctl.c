@@ -14,6 +14,7 @@
  *   PAGESHARE_FAKE_SYSFS     the directory for the sysfs tree (required)
  *   PAGESHARE_FAKE_SCENARIO  "dedup" (default) or "shared"
  *   PAGESHARE_FAKE_AUDIT     problems the audit reports besides real ones
+ *   PAGESHARE_FAKE_API       4: a module without PAGESHARE_GET_PRIVATE (ENOTTY)
  *
  * Scenario "dedup": VMs 1 and 2 in group 0x1111 with 100 pages each (40
  * zero pages, 30 pages both have, 30 of their own), VM 3 in no group with
@@ -90,6 +91,7 @@ static void fake_setup(void)
 	const char *root = getenv("PAGESHARE_FAKE_SYSFS");
 	const char *scenario = getenv("PAGESHARE_FAKE_SCENARIO");
 	const char *audit = getenv("PAGESHARE_FAKE_AUDIT");
+	const char *api = getenv("PAGESHARE_FAKE_API");
 	uint64_t g;
 
 	fk_init(&fk);
@@ -124,6 +126,8 @@ static void fake_setup(void)
 	}
 	if (audit)
 		fk.audit_extra = atoi(audit);
+	if (api && atoi(api) < 5)
+		fk.get_private = FK_PRIVATE_ENOTTY;
 	if (!root) {
 		fprintf(stderr, "fake: PAGESHARE_FAKE_SYSFS is not set\n");
 		exit(3);
@@ -182,6 +186,29 @@ static int fake_batch(unsigned long req, struct pageshare_batch *b)
 	return 0;
 }
 
+/* PAGESHARE_GET_PRIVATE, a VM's own ioctl, checked in the kernel's order. */
+static int fake_get_private(int fd, struct pageshare_private *a)
+{
+	struct fk_vm *vm = fk_vm_of_fd(&fk, fd);
+	uint32_t count;
+	uint64_t next, discards;
+	int ret;
+
+	/* The control node is no VM; an older module knows no such ioctl. */
+	if (!vm || fk.get_private == FK_PRIVATE_ENOTTY)
+		return fake_fail(-ENOTTY);
+	if (a->flags || a->pad || a->reserved[0] || a->reserved[1])
+		return fake_fail(-EINVAL);
+	ret = fk_private(&fk, vm, a->start, (uint64_t *)(uintptr_t)a->gfns, a->max, &count,
+			 &next, &discards);
+	if (ret)
+		return fake_fail(ret);
+	a->count = count;
+	a->next = next;
+	a->discards = discards;
+	return 0;
+}
+
 int fake_ioctl(int fd, unsigned long req, ...)
 {
 	struct dedup_backend be = fk_backend(&fk);
@@ -222,6 +249,8 @@ int fake_ioctl(int fd, unsigned long req, ...)
 			info->size = vm->pages * FK_PAGE;
 		}
 		return 0;
+	case PAGESHARE_GET_PRIVATE:
+		return fake_get_private(fd, arg);
 	case PAGESHARE_GET_POLICY:
 		pol = arg;
 		vm = fk_vm_of_fd(&fk, fd);

@@ -112,6 +112,54 @@ void fk_write(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content)
 }
 
 /*
+ * fallocate(FALLOC_FL_PUNCH_HOLE) of @n gfns from @gfn: each loses its page
+ * or leaves its frame, without a copy, and the VM's discard count goes up
+ * once the whole range is gone, as in the kernel.
+ */
+void fk_discard(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t n)
+{
+	struct fk_vm *vm = fk_vm(fk, id);
+	uint64_t k;
+
+	for (k = gfn; k < gfn + n && k < vm->pages; k++) {
+		fk_unshare_gfn(fk, &vm->g[k]);
+		vm->g[k].touched = false;
+		vm->g[k].content = 0;
+		vm->g[k].want = 0;
+	}
+	vm->discards++;
+}
+
+/*
+ * PAGESHARE_GET_PRIVATE once its argument is checked: the gfns with a page
+ * of their own (touched, on no frame) from @start, @max at most; *@next is
+ * one past the last stored when @gfns is full, else the VM's size.
+ */
+int fk_private(struct fk *fk, struct fk_vm *vm, uint64_t start, uint64_t *gfns, uint32_t max,
+	       uint32_t *count, uint64_t *next, uint64_t *discards)
+{
+	uint64_t g;
+
+	if (max > PAGESHARE_BATCH_MAX)
+		return -E2BIG;
+	fk->private_calls++;
+	if (fk->private_calls == fk->fail_private)
+		return -EFAULT;
+	*discards = vm->discards;
+	*count = 0;
+	*next = vm->pages;
+	for (g = start; g < vm->pages && *count < max; g++) {
+		if (!vm->g[g].touched || vm->g[g].frame != FK_NONE)
+			continue;
+		gfns[(*count)++] = g;
+		if (*count == max)
+			*next = g + 1;
+	}
+	fk->private_listed += *count;
+	return 0;
+}
+
+/*
  * The VM exits: its gfns leave their frames, as at the kernel's teardown.
  * With @listed, it exited after the agent listed the VMs (open: ESRCH);
  * without, it is listed no more, and its id is moved out of the way so
@@ -141,6 +189,8 @@ void fk_resize(struct fk *fk, uint64_t id, uint64_t pages)
 
 	for (k = pages; k < vm->pages; k++)
 		fk_unshare_gfn(fk, &vm->g[k]);
+	if (pages < vm->pages)
+		vm->discards++;
 	vm->g = realloc(vm->g, (pages ? pages : 1) * sizeof(*vm->g));
 	for (k = vm->pages; k < pages; k++) {
 		memset(&vm->g[k], 0, sizeof(vm->g[k]));
@@ -190,6 +240,9 @@ static int fk_nominate_one(struct fk *fk, struct pageshare_nominate *e)
 	g = &vm->g[e->gfn];
 	if (!g->touched)
 		return -ENODATA;
+	/* Before the frame: a gfn on a frame with a memory error fails too. */
+	if (g->poison)
+		return -EHWPOISON;
 	if (g->busy)
 		return -EBUSY;
 	if (g->frame == FK_NONE)
@@ -408,6 +461,8 @@ static int fk_unshare(void *ctx, struct pageshare_unshare *e, size_t n)
 			e[i].result = -EBADF;
 		} else if (e[i].gfn >= vm->pages) {
 			e[i].result = -ENXIO;
+		} else if (vm->g[e[i].gfn].poison && vm->g[e[i].gfn].frame != FK_NONE) {
+			e[i].result = -EHWPOISON;	/* its bytes cannot be copied */
 		} else {
 			fk_unshare_gfn(fk, &vm->g[e[i].gfn]);
 			e[i].result = 0;
@@ -456,6 +511,21 @@ static int fk_query(void *ctx, struct pageshare_query *e, size_t n)
 		}
 	}
 	return 0;
+}
+
+static int fk_get_private(void *ctx, int fd, uint64_t start, uint64_t *gfns, uint32_t max,
+			  uint32_t *count, uint64_t *next, uint64_t *discards)
+{
+	struct fk *fk = ctx;
+	struct fk_vm *vm = fk_vm_of_fd(fk, fd);
+
+	if (fk->get_private == FK_PRIVATE_ENOTTY)
+		return -ENOTTY;
+	if (!vm) {
+		fk->bad_fd++;
+		return -EBADF;
+	}
+	return fk_private(fk, vm, start, gfns, max, count, next, discards);
 }
 
 uint64_t fk_saved(struct fk *fk)
@@ -542,6 +612,7 @@ struct dedup_backend fk_backend(struct fk *fk)
 		.share = fk_share,
 		.unshare = fk_unshare,
 		.query = fk_query,
+		.get_private = fk->get_private == FK_PRIVATE_NONE ? NULL : fk_get_private,
 		.saved_frames = fk_saved_frames,
 		.audit = fk_audit,
 	};

@@ -12,7 +12,8 @@
  * rules where the agent can see them: handles never reused, a write kills
  * a handle (the last sharer keeps the frame, others get a copy), share
  * checks in the kernel's order (EACCES, ESTALE, EIDRM, already one frame,
- * no-intra-VM, EBUSY, EILSEQ, EMLINK), share groups and policies.
+ * no-intra-VM, EBUSY, EILSEQ, EMLINK), share groups and policies, and
+ * PAGESHARE_GET_PRIVATE with its discard count (fk_discard(), shrinks).
  */
 
 #ifndef PAGESHARE_FAKE_KERNEL_H
@@ -31,10 +32,18 @@
 #define FK_COLLIDE	(1ULL << 63)
 #define FK_NONE		(-1)
 
+/* fk::get_private: what the fake's kernel knows of PAGESHARE_GET_PRIVATE. */
+enum fk_private {
+	FK_PRIVATE,		/* API version 5 */
+	FK_PRIVATE_ENOTTY,	/* an older module: -ENOTTY */
+	FK_PRIVATE_NONE,	/* a backend without get_private (NULL) */
+};
+
 struct fk_gfn {
 	bool touched;
 	bool busy;		/* EBUSY at nominate */
 	bool pin_on_share;	/* EBUSY at share */
+	bool poison;		/* a memory error: EHWPOISON at nominate and unshare */
 	int frame;		/* FK_NONE: private (or a hole) */
 	uint64_t content;
 	uint64_t want;		/* the last write: what the gfn must read */
@@ -56,6 +65,7 @@ struct fk_vm {
 	uint32_t flags;
 	bool exists;
 	bool unlisted;		/* gone from the listing too (fk_remove_vm()) */
+	uint64_t discards;	/* discards and shrinks completed */
 	struct fk_gfn *g;
 };
 
@@ -79,6 +89,10 @@ struct fk {
 	size_t nominated;	/* nominate entries */
 	size_t hashed;		/* of those, pages read and hashed (PAGESHARE_NOMINATE_HASH) */
 	size_t queried;		/* query entries */
+	enum fk_private get_private;
+	size_t private_calls;	/* PAGESHARE_GET_PRIVATE calls */
+	size_t private_listed;	/* gfns they listed */
+	size_t fail_private;	/* fail private call number fail_private (1-based) with EFAULT */
 	size_t bad_fd;		/* entries of any call naming no open VM descriptor */
 	size_t fail_query;	/* fail query call number fail_query (1-based) with ENOMEM */
 	size_t share_err[256];	/* share results by errno */
@@ -104,6 +118,9 @@ int fk_frame_of(struct fk *fk, uint64_t id, uint64_t gfn);
 uint64_t fk_content(struct fk *fk, uint64_t id, uint64_t gfn);
 void fk_unshare_gfn(struct fk *fk, struct fk_gfn *g);
 void fk_write(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content);
+void fk_discard(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t n);
+int fk_private(struct fk *fk, struct fk_vm *vm, uint64_t start, uint64_t *gfns, uint32_t max,
+	       uint32_t *count, uint64_t *next, uint64_t *discards);
 void fk_remove_vm(struct fk *fk, uint64_t id, bool listed);
 void fk_resize(struct fk *fk, uint64_t id, uint64_t pages);
 struct fk_vm *fk_vm_of_fd(struct fk *fk, uint32_t fd);
