@@ -42,6 +42,21 @@
  * into a frame and hash them again, and this pass need not copy them back.
  * A pass that ends early gives them back as step 5 does, for an agent that
  * stops: nothing it leaves behind stays nominated without being remembered.
+ *
+ * Those queries still cost a call per gfn remembered, every pass. The
+ * kernel's PAGESHARE_GET_PRIVATE lists the private gfns instead: those
+ * written since they were last nominated. A gfn on a frame leaves it only
+ * by a write (it turns private), a share that moves its frame (the agent's,
+ * or another user's: then the share with the old handle fails with ESTALE
+ * or EIDRM), or a discard (counted by the VM's discard count). So when the
+ * last pass left every gfn of a VM that is on a frame remembered or
+ * private ("exact", see dd_state_store()), and the discard count read at
+ * the start of this pass is the one read at the start of that one, every
+ * remembered gfn not listed has its handle still: it joins the pass
+ * without a query, and only the listed gfns are nominated (dd_list_vm()).
+ * Holes are never listed, so they cost nothing either. Any doubt about a
+ * VM (a gfn left on a frame without a memo, a failure, a discard) makes
+ * the next pass over it query, as above, and nominate every other gfn.
  */
 
 #include <endian.h>
@@ -105,12 +120,15 @@ struct dd_vm_state {
 	uint64_t pages;
 	struct dd_memo *memo;	/* @pages entries, or NULL */
 	uint64_t kept;		/* entries with a handle */
-	uint64_t checked;	/* in a pass: memos below this gfn were queried */
+	uint64_t checked;	/* in a pass: memos below this gfn were taken */
+	uint64_t discards;	/* the VM's discard count at the start of the last pass */
+	bool exact;		/* the last pass left every gfn on a frame in @memo */
 };
 
 struct dedup_state {
 	struct dd_vm_state **vms;	/* sorted by id */
 	size_t nr_vms;
+	bool no_private;	/* the kernel has no PAGESHARE_GET_PRIVATE */
 };
 
 struct dd_vm {
@@ -123,6 +141,9 @@ struct dd_vm {
 	uint64_t mark;		/* no-intra-VM bookkeeping of dd_run_setup() */
 	struct dd_vm_state *st;	/* the VM in the state, or NULL */
 	uint64_t candidates;	/* its gfns in the pass */
+	bool discards_known;	/* st->discards was read at the start of this pass */
+	bool incremental;	/* scanned from its private gfns (dd_list_vm()) */
+	bool inexact;		/* a gfn may be left on a frame without its memo */
 };
 
 #define DD_NONE ((size_t)-1)
@@ -192,6 +213,10 @@ struct dd_pass {
 	size_t nr_query;
 	uint64_t rel_done;
 	uint64_t rel_total;
+
+	/* A VM's private gfns, a call's worth (PAGESHARE_GET_PRIVATE). */
+	uint64_t *priv;
+	uint32_t priv_batch;
 
 	/* Nominations: the scan's batch, then the retries after EIDRM. */
 	struct pageshare_nominate *nom;
@@ -752,6 +777,60 @@ static int dd_check_vm(struct dd_pass *p, uint32_t vi)
 }
 
 /*
+ * Nominate the @n gfns of VM @vi in p->nom and take the results. A gfn the
+ * nominate leaves in doubt (it may be on a frame: a memory error, any
+ * other failure) makes the VM inexact; a hole or a pinned page (EBUSY, only
+ * ever a private page) does not. *@past_end is set if the VM shrank.
+ */
+static int dd_nominate_flush(struct dd_pass *p, uint32_t vi, size_t n, bool *past_end)
+{
+	struct dd_vm *vm = &p->vms[vi];
+	struct dedup_result *res = p->res;
+	size_t i;
+	int ret;
+
+	res->nominate_calls++;
+	ret = p->be->nominate(p->be->ctx, p->nom, n);
+	if (ret)
+		return dd_fail(p, ret, PAGESHARE_OP_BATCH, "nominate VM %llu",
+			       (unsigned long long)vm->id);
+	res->scanned += n;
+	for (i = 0; i < n; i++) {
+		const struct pageshare_nominate *e = &p->nom[i];
+
+		switch (e->result) {
+		case 0:
+			if (dd_add_page(p, vi, e->gfn, e->handle, e->hash))
+				return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE, "VM %llu",
+					       (unsigned long long)vm->id);
+			break;
+		case -ENODATA:
+			res->holes++;
+			break;
+		case -EBUSY:
+			res->busy++;
+			break;
+		case -EHWPOISON:
+			/* A memory error: never shared; a frame that has one keeps its gfns. */
+			res->busy++;
+			vm->inexact = true;
+			break;
+		case -ENXIO:
+			/* The VM shrank under us: no gfns past here. */
+			res->holes++;
+			*past_end = true;
+			vm->inexact = true;
+			break;
+		default:
+			res->errors++;
+			vm->inexact = true;
+			break;
+		}
+	}
+	return 0;
+}
+
+/*
  * Nominate a VM's gfns with their hash, in batches, but for those the state
  * found unchanged (dd_check_vm()), which are in the pass already.
  */
@@ -759,9 +838,8 @@ static int dd_nominate_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64
 {
 	struct dd_vm *vm = &p->vms[vi];
 	const struct dd_memo *memo = vm->st ? vm->st->memo : NULL;
-	struct dedup_result *res = p->res;
 	uint64_t gfn = 0;
-	size_t i, n;
+	size_t n;
 	int ret;
 
 	while (gfn < vm->pages && !dd_stopped(p)) {
@@ -781,38 +859,9 @@ static int dd_nominate_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64
 			dd_throttle(p, n);
 			if (dd_stopped(p))
 				break;
-			res->nominate_calls++;
-			ret = p->be->nominate(p->be->ctx, p->nom, n);
+			ret = dd_nominate_flush(p, vi, n, &past_end);
 			if (ret)
-				return dd_fail(p, ret, PAGESHARE_OP_BATCH, "nominate VM %llu",
-					       (unsigned long long)vm->id);
-		}
-		res->scanned += n;
-		for (i = 0; i < n; i++) {
-			const struct pageshare_nominate *e = &p->nom[i];
-
-			switch (e->result) {
-			case 0:
-				if (dd_add_page(p, vi, e->gfn, e->handle, e->hash))
-					return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE,
-						       "VM %llu", (unsigned long long)vm->id);
-				break;
-			case -ENODATA:
-				res->holes++;
-				break;
-			case -EBUSY:
-			case -EHWPOISON:	/* a memory error: never shared */
-				res->busy++;
-				break;
-			case -ENXIO:
-				/* The VM shrank under us: no gfns past here. */
-				res->holes++;
-				past_end = true;
-				break;
-			default:
-				res->errors++;
-				break;
-			}
+				return ret;
 		}
 		*done += gfn - start;
 		dd_progress(p, DEDUP_EV_NOMINATE, vm->id, *done, total);
@@ -822,14 +871,190 @@ static int dd_nominate_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64
 	return 0;
 }
 
+/* PAGESHARE_GET_PRIVATE into p->priv, counted. */
+static int dd_get_private(struct dd_pass *p, uint32_t vi, uint64_t start, uint32_t max,
+			  uint32_t *count, uint64_t *next, uint64_t *discards)
+{
+	int ret;
+
+	p->res->private_calls++;
+	ret = p->be->get_private(p->be->ctx, p->vms[vi].fd, start, p->priv, max, count, next,
+				 discards);
+	if (ret)
+		return ret;
+	/* More than asked would be a bug of the backend's, and past p->priv. */
+	if (*count > max)
+		return -EIO;
+	p->res->private_listed += *count;
+	return 0;
+}
+
+/*
+ * Read a VM's discard count, before anything else of its scan, and choose
+ * how to scan it: from its private gfns (dd_list_vm()) if the last pass
+ * left the VM exact and no discard completed since that pass read the
+ * count; else as before, the count kept for the next pass. For the
+ * former, the first private gfns are in p->priv (*@count, up to *@next).
+ */
+static int dd_private_start(struct dd_pass *p, uint32_t vi, uint32_t *count, uint64_t *next)
+{
+	struct dd_vm *vm = &p->vms[vi];
+	struct dd_vm_state *st = vm->st;
+	uint64_t discards;
+	bool exact;
+	int ret;
+
+	*count = 0;
+	*next = 0;
+	if (!st || !p->be->get_private || p->state->no_private)
+		return 0;
+	exact = st->exact;
+	/* Exact again only once this pass has ended well (dd_state_store()). */
+	st->exact = false;
+	/* For the count alone, one gfn will do. */
+	ret = dd_get_private(p, vi, 0, exact ? p->priv_batch : 1, count, next, &discards);
+	if (ret == -ENOTTY || ret == -EINVAL) {
+		/* A module older than API version 5: every pass queries, as before. */
+		p->state->no_private = true;
+		*count = 0;
+		return 0;
+	}
+	if (ret)
+		return dd_fail(p, ret, PAGESHARE_OP_GET_PRIVATE, "list private gfns of VM %llu",
+			       (unsigned long long)vm->id);
+	vm->incremental = exact && discards == st->discards;
+	vm->discards_known = true;
+	st->discards = discards;
+	return 0;
+}
+
+/* Take the gfns the state remembers in [@from, @to) into the pass, as they are. */
+static int dd_join_memos(struct dd_pass *p, uint32_t vi, uint64_t from, uint64_t to)
+{
+	struct dd_vm_state *st = p->vms[vi].st;
+	uint64_t g;
+
+	for (g = from; st->memo && st->kept && g < to; g++) {
+		const struct dd_memo *m = &st->memo[g];
+
+		if (!m->handle)
+			continue;
+		if (dd_add_page(p, vi, g, m->handle, m->hash)) {
+			/* The memos from here on were not taken: released if need be. */
+			st->checked = g;
+			return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE, "VM %llu",
+				       (unsigned long long)st->id);
+		}
+		p->res->reused++;
+		p->res->scanned++;
+	}
+	st->checked = to;
+	return 0;
+}
+
+static void dd_forget_memo(struct dd_vm_state *st, uint64_t gfn)
+{
+	struct dd_memo *m = st->memo ? &st->memo[gfn] : NULL;
+
+	if (!m || !m->handle)
+		return;
+	m->handle = 0;
+	m->hash = 0;
+	st->kept--;
+}
+
+/*
+ * Scan an exact VM that had no discard since the last pass, from its
+ * private gfns (the first @count of them in p->priv, listed up to @next):
+ * each is forgotten and nominated, and every remembered gfn that is not
+ * listed joins the pass as it is, without a query, since it is still on
+ * the frame of its remembered handle (unless another agent moved it; its
+ * share then fails with ESTALE or EIDRM, as after a write). A gfn written
+ * behind the walk is remembered here, found stale if shared, and listed by
+ * the next pass. Holes are not visited.
+ */
+static int dd_list_vm(struct dd_pass *p, uint32_t vi, uint32_t count, uint64_t next,
+		      uint64_t *done, uint64_t total)
+{
+	struct dd_vm *vm = &p->vms[vi];
+	struct dd_vm_state *st = vm->st;
+	uint64_t gfn = 0, start = 0, discards;
+	bool past_end = false;
+	size_t n = 0;
+	uint32_t k;
+	int ret;
+
+	for (;;) {
+		/* A full array reaches @next; a call that found fewer, the VM's end. */
+		bool more = count == p->priv_batch && next < vm->pages;
+		uint64_t end = more ? next : vm->pages;
+
+		for (k = 0; k < count && p->priv[k] < end; k++) {
+			uint64_t g = p->priv[k];
+
+			if (g < gfn)
+				continue;
+			ret = dd_join_memos(p, vi, gfn, g);
+			if (ret)
+				return ret;
+			dd_forget_memo(st, g);
+			gfn = g + 1;
+			st->checked = gfn;
+			memset(&p->nom[n], 0, sizeof(p->nom[n]));
+			p->nom[n].vm = vm->fd;
+			p->nom[n].flags = PAGESHARE_NOMINATE_HASH;
+			p->nom[n].gfn = g;
+			if (++n < p->nom_batch)
+				continue;
+			dd_throttle(p, n);
+			if (dd_stopped(p))
+				return 0;
+			ret = dd_nominate_flush(p, vi, n, &past_end);
+			n = 0;
+			if (ret)
+				return ret;
+		}
+		ret = dd_join_memos(p, vi, gfn, end);
+		if (ret)
+			return ret;
+		gfn = end;
+		*done += end - start;
+		dd_progress(p, DEDUP_EV_NOMINATE, vm->id, *done, total);
+		if (!more || dd_stopped(p))
+			break;
+		/*
+		 * A discard count changed since the first call is not looked
+		 * at: the state keeps the first, and the next pass sees it.
+		 */
+		start = next;
+		ret = dd_get_private(p, vi, start, p->priv_batch, &count, &next, &discards);
+		if (ret)
+			return dd_fail(p, ret, PAGESHARE_OP_GET_PRIVATE,
+				       "list private gfns of VM %llu", (unsigned long long)vm->id);
+	}
+	if (!n)
+		return 0;
+	dd_throttle(p, n);
+	if (dd_stopped(p))
+		return 0;
+	return dd_nominate_flush(p, vi, n, &past_end);
+}
+
 /* A VM's part of the scan: what the state knows, then the rest. */
 static int dd_scan_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64_t total)
 {
+	uint64_t next;
+	uint32_t count;
 	int ret;
 
 	dd_progress(p, DEDUP_EV_VM, p->vms[vi].id, 0, p->vms[vi].pages);
 	if (dd_stopped(p))
 		return 0;
+	ret = dd_private_start(p, vi, &count, &next);
+	if (ret)
+		return ret;
+	if (p->vms[vi].incremental)
+		return dd_list_vm(p, vi, count, next, done, total);
 	ret = dd_check_vm(p, vi);
 	if (!ret)
 		ret = dd_nominate_vm(p, vi, done, total);
@@ -1324,6 +1549,13 @@ static void dd_state_alloc(struct dd_pass *p)
  * Remember the handle and hash of every gfn the pass left on a frame, and
  * forget the others. After a pass that released what the state kept (it
  * ended early, or dedup_state_release()), forget its VMs.
+ *
+ * A VM is exact, and its next pass may scan only its private gfns, when
+ * this pass read its discard count first, scanned it to the end, and left
+ * each of its gfns that is on a frame remembered: every page of the pass
+ * either kept (its memo is its handle) or released, found private or a
+ * hole (dd_release_flush()); no nominate left a gfn in doubt
+ * (dd_nominate_flush()); and a VM with gfns in the pass got its memos.
  */
 static void dd_state_store(struct dd_pass *p)
 {
@@ -1355,11 +1587,59 @@ static void dd_state_store(struct dd_pass *p)
 			m->hash = 0;
 		}
 	}
+	for (i = 0; i < p->nr_vms; i++) {
+		const struct dd_vm *vm = &p->vms[i];
+
+		if (vm->st)
+			vm->st->exact = vm->discards_known && !vm->inexact &&
+					(vm->st->memo || !vm->candidates);
+	}
+}
+
+/*
+ * A share moves every gfn on the client's frame, those of VMs this pass
+ * did not scan included: after one, such a VM's memos may name a dead
+ * handle, and its next pass must query them.
+ */
+static void dd_state_unsure(struct dd_pass *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->state->nr_vms; i++) {
+		struct dd_vm_state *st = p->state->vms[i];
+		const struct dd_vm *vm = dd_find_vm(p, st->id);
+
+		if (!vm || vm->st != st)
+			st->exact = false;
+	}
+}
+
+/* The pass's VM of a descriptor, or NULL. */
+static struct dd_vm *dd_vm_of_fd(struct dd_pass *p, uint32_t fd)
+{
+	size_t i;
+
+	for (i = 0; i < p->nr_vms; i++)
+		if ((uint32_t)p->vms[i].fd == fd)
+			return &p->vms[i];
+	return NULL;
+}
+
+/* A gfn the pass leaves on a frame (or cannot tell) without a memo. */
+static void dd_unsure(struct dd_pass *p, uint32_t fd)
+{
+	struct dd_vm *vm = dd_vm_of_fd(p, fd);
+
+	if (vm)
+		vm->inexact = true;
 }
 
 /*
  * Query the gfns queued for a release and unshare those still alone on
  * their frame (and on the frame of the handle they must have, if given).
+ * A gfn that the release leaves on a frame (shared with others, or on
+ * another handle's frame), or whose query or unshare fails, stays on it
+ * unremembered: its VM is no longer exact.
  */
 static int dd_release_flush(struct dd_pass *p)
 {
@@ -1377,10 +1657,16 @@ static int dd_release_flush(struct dd_pass *p)
 	if (ret)
 		return dd_fail(p, ret, PAGESHARE_OP_BATCH, "query");
 	for (k = 0, nu = 0; k < n; k++) {
-		if (q[k].result || q[k].state != PAGESHARE_STATE_NOMINATED)
+		if (q[k].result || q[k].state == PAGESHARE_STATE_SHARED) {
+			dd_unsure(p, q[k].vm);
 			continue;
-		if (p->query_want[k] && q[k].handle != p->query_want[k])
+		}
+		if (q[k].state != PAGESHARE_STATE_NOMINATED)
 			continue;
+		if (p->query_want[k] && q[k].handle != p->query_want[k]) {
+			dd_unsure(p, q[k].vm);
+			continue;
+		}
 		memset(&u[nu], 0, sizeof(u[nu]));
 		u[nu].vm = q[k].vm;
 		u[nu].gfn = q[k].gfn;
@@ -1390,9 +1676,12 @@ static int dd_release_flush(struct dd_pass *p)
 		ret = p->be->unshare(p->be->ctx, u, nu);
 		if (ret)
 			return dd_fail(p, ret, PAGESHARE_OP_BATCH, "unshare");
-		for (k = 0; k < nu; k++)
+		for (k = 0; k < nu; k++) {
 			if (!u[k].result)
 				p->res->unshared++;
+			else
+				dd_unsure(p, u[k].vm);
+		}
 	}
 	p->rel_done += n;
 	dd_progress(p, DEDUP_EV_RELEASE, 0, p->rel_done, p->rel_total);
@@ -1524,8 +1813,10 @@ static int dd_alloc(struct dd_pass *p)
 	p->query = calloc(p->rel_batch, sizeof(*p->query));
 	p->query_want = calloc(p->rel_batch, sizeof(*p->query_want));
 	p->unshare = calloc(p->rel_batch, sizeof(*p->unshare));
+	p->priv_batch = p->rel_batch < PAGESHARE_BATCH_MAX ? p->rel_batch : PAGESHARE_BATCH_MAX;
+	p->priv = calloc(p->priv_batch, sizeof(*p->priv));
 	if (!p->nom || !p->renom || !p->renom_page || !p->ops || !p->op_page || !p->op_run ||
-	    !p->query || !p->query_want || !p->unshare)
+	    !p->query || !p->query_want || !p->unshare || !p->priv)
 		return -ENOMEM;
 	return 0;
 }
@@ -1541,6 +1832,7 @@ static void dd_free(struct dd_pass *p)
 	free(p->query);
 	free(p->query_want);
 	free(p->unshare);
+	free(p->priv);
 	free(p->pages);
 	free(p->runs);
 	free(p->vms);
@@ -1625,11 +1917,19 @@ static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg
 	if (p.keep_alone)
 		dd_state_alloc(&p);
 	/* Release what was nominated even after a failure, if the kernel lets us. */
-	if (dd_release(&p) && !ret)
-		ret = res->err;
+	if (dd_release(&p)) {
+		/* What it left behind is unknown. */
+		for (i = 0; i < p.nr_vms; i++)
+			p.vms[i].inexact = true;
+		if (!ret)
+			ret = res->err;
+	}
 	dd_count(&p);
-	if (p.state)
+	if (p.state) {
 		dd_state_store(&p);
+		if (res->freed)
+			dd_state_unsure(&p);
+	}
 close:
 	dd_close_vms(&p);
 	if (res->saved_known) {

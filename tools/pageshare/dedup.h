@@ -113,6 +113,10 @@ struct dedup_progress {
  * one version of a frame's bytes and dies with any write, so a gfn that
  * still reports its remembered handle has the remembered hash, and the
  * next pass takes it as it is instead of nominating and hashing it again.
+ * Also per VM, its discard count (PAGESHARE_GET_PRIVATE) at the start of
+ * the last pass, and whether that pass left every gfn of the VM on a frame
+ * remembered: then, if the count did not change, the next pass needs no
+ * query, only the VM's private gfns (see dedup_pass()).
  */
 struct dedup_state;
 
@@ -123,7 +127,8 @@ struct dedup_state;
  * @max_pages_per_sec:	Nominations per second at most; 0 for no limit.
  * @nominate_batch:	Entries per nominate call; 0 for the default.
  * @share_batch:	Entries per share call; 0 for the default.
- * @release_batch:	Entries per query and unshare call; 0 for the default.
+ * @release_batch:	Entries per query, unshare and PAGESHARE_GET_PRIVATE
+ *			call; 0 for the default.
  * @page_size:		The kernel's page size; 0 for 4096.
  * @verify:		Run the audit after the pass.
  * @stop:		When non-zero (set by a signal handler, read with
@@ -139,8 +144,10 @@ struct dedup_state;
  *			state kept across passes (incremental passes): a gfn
  *			it remembers whose handle still holds joins the pass
  *			without a nominate, and the gfns left alone stay
- *			nominated, remembered for the next pass. A pass that
- *			ends early (@stop, or a failure) makes the pages kept
+ *			nominated, remembered for the next pass; and a VM
+ *			whose remembered gfns are all still in place is
+ *			scanned from its private gfns alone (dedup_pass()).
+ *			A pass that ends early (@stop, or a failure) makes the pages kept
  *			nominated in its VMs private again, as a pass without
  *			a state would, and forgets those VMs.
  */
@@ -167,7 +174,8 @@ struct dedup_config {
  * @vms_gone:		VMs that went away before they could be opened.
  * @vms_skipped:	VMs skipped: no size, or nothing they could share.
  * @scanned:		gfns nominated (holes and busy pages included), or
- *			taken unchanged from the state (@reused).
+ *			taken unchanged from the state (@reused). A VM
+ *			scanned from its private gfns has no hole nominated.
  * @candidates:		gfns nominated successfully, with a handle, or
  *			taken from the state.
  * @shared:		gfns moved onto another gfn's frame by this pass.
@@ -194,6 +202,10 @@ struct dedup_config {
  * @queried:		gfns queried: those the state remembered (checking
  *			their handle), and those left alone, before a release.
  * @query_calls:	Query calls made.
+ * @private_calls:	PAGESHARE_GET_PRIVATE calls made: one per VM with a
+ *			state at least, for its discard count; more for a VM
+ *			scanned from its private gfns.
+ * @private_listed:	gfns those calls listed as private.
  * @saved_known:	@saved_delta is known (the backend has saved_frames).
  * @saved_delta:	Change of the module-wide saved_frames over the pass.
  * @ns:			Duration of the pass.
@@ -229,6 +241,8 @@ struct dedup_result {
 	uint64_t reused;
 	uint64_t queried;
 	uint64_t query_calls;
+	uint64_t private_calls;
+	uint64_t private_listed;
 	bool saved_known;
 	int64_t saved_delta;
 	uint64_t ns;
@@ -252,7 +266,13 @@ struct dedup_result {
  * kernel comparing the bytes, and makes the pages left alone private again.
  * With &dedup_config.state, gfns unchanged since the pass that remembered
  * them are queried instead of nominated, and the pages left alone stay
- * nominated (see &dedup_config.state).
+ * nominated (see &dedup_config.state). Better still, a VM whose last pass
+ * ended with every gfn it left on a frame remembered, and which had no
+ * discard since that pass began, is scanned from its private gfns
+ * (PAGESHARE_GET_PRIVATE): the remembered gfns not listed join the pass
+ * without a query, and only the listed ones are nominated, at a cost in
+ * the gfns written since, not in the VM's size. Any other VM, or all of
+ * them with a kernel without PAGESHARE_GET_PRIVATE, is queried as above.
  *
  * Return: 0, or the negative errno of a failure that ended the pass (also
  * in @res->err, with @res->err_op and @res->err_what).

@@ -14,6 +14,7 @@
 
 #include "../dedup.h"
 #include "fake_kernel.h"
+#include "pageshare.h"
 #include "tap.h"
 
 static uint64_t fk_now(void *ctx)
@@ -85,6 +86,25 @@ static void fill(struct fk *fk, uint64_t id, uint64_t gfn, uint64_t content)
 	fk_write(fk, id, gfn, content);
 }
 
+/*
+ * The kernel of the incremental tests: first one without
+ * PAGESHARE_GET_PRIVATE (a backend without it: every pass queries what the
+ * state remembers), then one with it (a VM left exact is scanned from its
+ * private gfns, without a query).
+ */
+static enum fk_private inc_mode = FK_PRIVATE_NONE;
+
+static bool inc_listing(void)
+{
+	return inc_mode == FK_PRIVATE;
+}
+
+static void fk_inc_init(struct fk *fk)
+{
+	fk_init(fk);
+	fk->get_private = inc_mode;
+}
+
 /* An incremental pass: with the state. */
 static int fk_inc_pass(struct fk *fk, struct dedup_state *st, struct dedup_result *res)
 {
@@ -105,6 +125,8 @@ static void fk_zero_counts(struct fk *fk)
 	fk->query_calls = 0;
 	fk->queried = 0;
 	fk->max_query = 0;
+	fk->private_calls = 0;
+	fk->private_listed = 0;
 }
 
 /* Release what the state keeps nominated, and free it. */
@@ -116,6 +138,7 @@ static int fk_release(struct fk *fk, struct dedup_state *st, struct dedup_result
 
 	cfg.state = st;
 	ret = dedup_state_release(&be, &cfg, res);
+
 	if (ret)
 		diag("dedup_state_release: %d (%s)", ret, res->err_what);
 	dedup_state_free(st);
@@ -722,7 +745,7 @@ static void test_inc_unchanged(void)
 	struct fk fk;
 	uint64_t g, saved;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk_add_vm(&fk, 1, 16, 0x8, 0);
 	fk_add_vm(&fk, 2, 16, 0x8, 0);
 	fk_add_vm(&fk, 3, 16, 0x8, 0);
@@ -741,17 +764,31 @@ static void test_inc_unchanged(void)
 	ok(res.alone == 16 && res.kept_alone == 16 && res.unshared == 0 && fk.unshare_calls == 0,
 	   "inc unchanged: the 16 unique pages kept nominated, none unshared");
 	ok(fk_nominated_alone(&fk) == 16, "inc unchanged: 16 gfns nominated alone in the kernel");
+	if (inc_listing())
+		ok(res.private_calls == 3 && fk.private_calls == 3,
+		   "inc unchanged: first pass reads each VM's discard count (%zu calls)",
+		   fk.private_calls);
 
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc unchanged: second pass succeeds");
 	ok(fk.hashed == 0 && fk.nominate_calls == 0 && res.nominate_calls == 0,
 	   "inc unchanged: second pass nominates nothing (hashed %zu, %zu calls)", fk.hashed,
 	   fk.nominate_calls);
-	ok(res.reused == 48 && res.queried == 48 && fk.queried == 48,
-	   "inc unchanged: all 48 kept pages reused (%" PRIu64 " of %" PRIu64 " queried)",
-	   res.reused, res.queried);
-	ok(res.query_calls == 3 && fk.query_calls == 3,
-	   "inc unchanged: one query call per VM (%zu)", fk.query_calls);
+	if (!inc_listing()) {
+		ok(res.reused == 48 && res.queried == 48 && fk.queried == 48,
+		   "inc unchanged: all 48 kept pages reused (%" PRIu64 " of %" PRIu64 " queried)",
+		   res.reused, res.queried);
+		ok(res.query_calls == 3 && fk.query_calls == 3,
+		   "inc unchanged: one query call per VM (%zu)", fk.query_calls);
+	} else {
+		ok(res.reused == 48 && res.queried == 0 && fk.queried == 0 && res.query_calls == 0,
+		   "inc unchanged: all 48 kept pages reused, none queried (%" PRIu64 " queried)",
+		   res.queried);
+		ok(res.private_calls == 3 && fk.private_calls == 3 && res.private_listed == 0 &&
+		   fk.private_listed == 0,
+		   "inc unchanged: one GET_PRIVATE call per VM, nothing listed (%zu calls)",
+		   fk.private_calls);
+	}
 	ok(res.scanned == 48 && res.candidates == 48, "inc unchanged: 48 scanned, 48 candidates");
 	ok(res.shared == 0 && res.freed == 0 && res.already == 28 && res.frames == 4 &&
 	   res.zero == 8, "inc unchanged: nothing new (already %" PRIu64 ")", res.already);
@@ -768,8 +805,13 @@ static void test_inc_unchanged(void)
 	cfg.state = st;
 	cfg.release_batch = 5;
 	ok(!fk_run(&fk, &cfg, &res), "inc unchanged: third pass, queries of 5, succeeds");
-	ok(fk.max_query == 5 && res.query_calls == 12 && fk.query_calls == 12,
-	   "inc unchanged: 16 gfns a VM in 4 queries of 5 at most (%zu calls)", fk.query_calls);
+	if (!inc_listing())
+		ok(fk.max_query == 5 && res.query_calls == 12 && fk.query_calls == 12,
+		   "inc unchanged: 16 gfns a VM in 4 queries of 5 at most (%zu calls)",
+		   fk.query_calls);
+	else
+		ok(fk.query_calls == 0 && fk.private_calls == 3,
+		   "inc unchanged: no query; one GET_PRIVATE call a VM (%zu)", fk.private_calls);
 	ok(res.reused == 48 && fk.hashed == 0, "inc unchanged: all reused again");
 
 	fk_zero_counts(&fk);
@@ -791,7 +833,7 @@ static void test_inc_written(void)
 	struct fk fk;
 	uint64_t saved;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk_add_vm(&fk, 1, 4, 0x9, 0);
 	fk_add_vm(&fk, 2, 4, 0x9, 0);
 	fill(&fk, 1, 0, 0x10);
@@ -813,7 +855,8 @@ static void test_inc_written(void)
 	ok(fk_saved(&fk) == saved - 2, "inc written: the writes gave back 2 saved frames");
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc written: second pass succeeds");
-	ok(fk.hashed == 3 && res.reused == 3 && res.queried == 6,
+	ok(fk.hashed == 3 && res.reused == 3 && res.queried == (inc_listing() ? 0 : 6) &&
+	   res.private_listed == (inc_listing() ? 3 : 0),
 	   "inc written: the 3 written pages hashed, the 3 others reused (hashed %zu, reused %"
 	   PRIu64 ")", fk.hashed, res.reused);
 	ok(fk_frame_of(&fk, 2, 0) != FK_NONE && fk_frame_of(&fk, 2, 0) == fk_frame_of(&fk, 1, 0),
@@ -850,7 +893,7 @@ static void test_inc_alone_written(void)
 	struct fk fk;
 	int f;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk_add_vm(&fk, 1, 8, 0, 0);
 	fill(&fk, 1, 0, 0x1);
 	fill(&fk, 1, 1, 0x2);
@@ -904,11 +947,32 @@ static void test_inc_alone_written(void)
 	}
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc alone: fifth pass succeeds");
-	/* gfn 0, the lowest, is the source: the trio moves onto its frame. */
+	f = fk_frame_of(&fk, 1, 0);
+	if (!inc_listing()) {
+		/* gfn 0, the lowest, is the source: the trio moves onto its frame. */
+		ok(fk.hashed == 1 && res.reused == 3 && res.shared == 3 && f != FK_NONE &&
+		   fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 4,
+		   "inc alone: a new handle: hashed again, and shared (%" PRIu64 " moved)",
+		   res.shared);
+	} else {
+		/*
+		 * On a frame, so not listed: taken as remembered, with its old
+		 * hash, alone. Another agent's nominate of a written gfn is
+		 * what the private gfns cannot show; its next write will.
+		 */
+		ok(fk.hashed == 0 && res.reused == 4 && res.queried == 0 && res.shared == 0 &&
+		   f != FK_NONE && fk_frame_of(&fk, 1, 3) != f,
+		   "inc alone: nominated by another: not listed, taken as remembered");
+	}
+
+	/* Written again: found (queried or listed), hashed and shared either way. */
+	fk_write(&fk, 1, 0, 0x3);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "inc alone: sixth pass succeeds");
 	f = fk_frame_of(&fk, 1, 0);
 	ok(fk.hashed == 1 && res.reused == 3 && res.shared == 3 && f != FK_NONE &&
 	   fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 4,
-	   "inc alone: a new handle: hashed again, and shared (%" PRIu64 " moved)", res.shared);
+	   "inc alone: written again: hashed, and shared (%" PRIu64 " moved)", res.shared);
 	ok(!fk_release(&fk, st, &res) && res.unshared == 0, "inc alone: release: nothing alone");
 	fk_end(&fk, "inc alone");
 }
@@ -928,7 +992,7 @@ static void test_inc_vms(void)
 	struct fk fk;
 	uint64_t g;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk.fresh_fds = true;
 	for (g = 1; g <= 4; g++)
 		fk_add_vm(&fk, g, 8, 0xa, 0);
@@ -950,8 +1014,8 @@ static void test_inc_vms(void)
 	ok(!fk_inc_pass(&fk, st, &res), "inc VMs: second pass succeeds");
 	ok(res.vms == 2 && res.vms_gone == 1, "inc VMs: VMs 1 and 3 scanned, VM 4 gone");
 	ok(fk.bad_fd == 0, "inc VMs: no call named a stale descriptor");
-	ok(res.queried == 8 && res.reused == 8,
-	   "inc VMs: only VM 1's 8 gfns queried (%" PRIu64 ")", res.queried);
+	ok(res.queried == (inc_listing() ? 0 : 8) && res.reused == 8,
+	   "inc VMs: only VM 1's 8 gfns reused (%" PRIu64 " queried)", res.queried);
 	ok(fk.hashed == 8, "inc VMs: the resized VM 3 hashed again (%zu)", fk.hashed);
 	ok(res.shared == 0 && res.already == 4 && res.frames == 4 && res.kept_alone == 8,
 	   "inc VMs: VM 1 and 3 still share, their 8 unique pages kept");
@@ -962,8 +1026,9 @@ static void test_inc_vms(void)
 	fill(&fk, 2, 0, 0x70);
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc VMs: third pass succeeds");
-	ok(res.vms == 3 && res.queried == 16 && res.reused == 16 && fk.hashed == 1,
-	   "inc VMs: VMs 1 and 3 queried, the new VM 2 hashed (%" PRIu64 " queried)",
+	ok(res.vms == 3 && res.queried == (inc_listing() ? 0 : 16) && res.reused == 16 &&
+	   fk.hashed == 1,
+	   "inc VMs: VMs 1 and 3 reused, the new VM 2 hashed (%" PRIu64 " queried)",
 	   res.queried);
 	ok(fk_frame_of(&fk, 2, 0) != FK_NONE && fk_frame_of(&fk, 2, 0) == fk_frame_of(&fk, 1, 0),
 	   "inc VMs: the new VM 2 shares");
@@ -974,7 +1039,8 @@ static void test_inc_vms(void)
 	cfg.vm_ids = only1;
 	cfg.nr_vm_ids = 1;
 	fk_zero_counts(&fk);
-	ok(!fk_run(&fk, &cfg, &res) && res.vms == 1 && res.queried == 8 && fk.hashed == 0,
+	ok(!fk_run(&fk, &cfg, &res) && res.vms == 1 && res.reused == 8 &&
+	   res.queried == (inc_listing() ? 0 : 8) && fk.hashed == 0,
 	   "inc VMs: a pass over VM 1 alone reuses its 8 pages");
 	cfg.vm_ids = named;
 	cfg.nr_vm_ids = 2;
@@ -998,7 +1064,7 @@ static void test_inc_shrink(void)
 	struct fk fk;
 	uint64_t g;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk.fresh_fds = true;
 	fk_add_vm(&fk, 1, 8, 0, 0);
 	for (g = 0; g < 8; g++)
@@ -1062,8 +1128,9 @@ static void test_inc_early_end(void)
 	struct dedup_result res;
 	struct fk fk;
 	uint64_t g;
+	int ret;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk.fresh_fds = true;
 	fk_add_vm(&fk, 1, 8, 0xb, 0);
 	fk_add_vm(&fk, 2, 8, 0xb, 0);
@@ -1084,7 +1151,12 @@ static void test_inc_early_end(void)
 	ok(res.kept_alone == 0 && fk_nominated_alone(&fk) == 0,
 	   "inc early end: every page kept alone made private (%" PRIu64 " unshared)",
 	   res.unshared);
-	ok(res.unshared == 8 && fk.bad_fd == 0, "inc early end: 8 unshared, VM 2's too");
+	/*
+	 * With the private gfns, VM 1's written gfn 5 was listed but not yet
+	 * nominated: it stays private, and 7 are unshared.
+	 */
+	ok(res.unshared == (inc_listing() ? 7 : 8) && fk.bad_fd == 0,
+	   "inc early end: %" PRIu64 " unshared, VM 2's too", res.unshared);
 	ok(fk_saved(&fk) == 4, "inc early end: the shared pages stay shared");
 
 	/* The state forgot both VMs: the next pass hashes everything. */
@@ -1093,14 +1165,24 @@ static void test_inc_early_end(void)
 	   "inc early end: the next pass queries nothing, hashes all 16");
 	ok(res.already == 4 && res.kept_alone == 8, "inc early end: and keeps 8 again");
 
-	/* A failed query: the pass fails, and still releases what was kept. */
+	/*
+	 * A failed query (or GET_PRIVATE, which replaces it): the pass fails,
+	 * and still releases what was kept.
+	 */
 	fk_zero_counts(&fk);
-	fk.fail_query = 1;
-	ok(fk_inc_pass(&fk, st, &res) == -ENOMEM && !strncmp(res.err_what, "query", 5),
+	if (inc_listing())
+		fk.fail_private = 1;
+	else
+		fk.fail_query = 1;
+	ret = fk_inc_pass(&fk, st, &res);
+	ok(inc_listing() ? ret == -EFAULT && !strncmp(res.err_what, "list private", 12) &&
+	   res.err_op == PAGESHARE_OP_GET_PRIVATE :
+	   ret == -ENOMEM && !strncmp(res.err_what, "query", 5),
 	   "inc early end: a failed query fails the pass (%s)", res.err_what);
 	ok(fk_nominated_alone(&fk) == 0 && res.unshared == 8,
 	   "inc early end: the failed pass released the 8 kept pages");
 	fk.fail_query = 0;
+	fk.fail_private = 0;
 	fk_zero_counts(&fk);
 	ok(!fk_release(&fk, st, &res) && res.vms == 0 && fk.query_calls == 0,
 	   "inc early end: nothing left to release");
@@ -1114,7 +1196,7 @@ static void test_inc_no_intra(void)
 	struct dedup_result res;
 	struct fk fk;
 
-	fk_init(&fk);
+	fk_inc_init(&fk);
 	fk_add_vm(&fk, 1, 4, 0xc, PAGESHARE_POLICY_NO_INTRA_VM);
 	fk_add_vm(&fk, 2, 4, 0xc, 0);
 	fill(&fk, 1, 0, 0xa);
@@ -1338,6 +1420,574 @@ static void test_random(void)
 	   bad_rehash);
 }
 
+/*
+ * With PAGESHARE_GET_PRIVATE, a pass over VMs written since the last one
+ * nominates the gfns written and the holes filled, no other, and queries
+ * nothing; the listing and the nominations come in their batches.
+ */
+static void test_priv_written(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+	int ret;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 64, 0x7, 0);
+	fk_add_vm(&fk, 2, 64, 0x7, 0);
+	for (g = 0; g < 16; g++) {
+		fill(&fk, 1, g, g < 8 ? 0x700 + g : 0x1700 + g);
+		fill(&fk, 2, g, g < 8 ? 0x700 + g : 0x2700 + g);
+	}
+	ok(!fk_inc_pass(&fk, st, &res) && fk.nominated == 128 && res.holes == 96 &&
+	   res.shared == 8 && res.kept_alone == 16,
+	   "priv written: first pass nominates all 128 gfns, 96 holes, shares 8, keeps 16");
+	ok(res.private_calls == 2 && res.queried == 0,
+	   "priv written: first pass reads each VM's discard count (%" PRIu64 " calls)",
+	   res.private_calls);
+
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "priv written: second pass succeeds");
+	ok(fk.nominated == 0 && res.nominate_calls == 0 && fk.query_calls == 0 &&
+	   res.queried == 0 && res.holes == 0,
+	   "priv written: unchanged: no nominate, no query, no hole (%zu nominated, %zu queried)",
+	   fk.nominated, fk.queried);
+	ok(res.private_calls == 2 && res.private_listed == 0 && res.reused == 32 &&
+	   res.scanned == 32 && res.already == 8 && res.frames == 8 && res.kept_alone == 16,
+	   "priv written: a GET_PRIVATE call per VM lists nothing; 32 reused as they were");
+
+	/* 3 gfns written, 2 holes filled. */
+	fk_write(&fk, 1, 0, 0x700);		/* its own bytes again */
+	fk_write(&fk, 1, 3, 0x2700 + 12);	/* the bytes of VM 2's unique gfn 12 */
+	fk_write(&fk, 2, 9, 0x5555);		/* other bytes */
+	fk_write(&fk, 1, 20, 0x704);		/* a hole, with the bytes of the pair at gfn 4 */
+	fk_write(&fk, 2, 63, 0x9999);		/* a hole, unique bytes */
+	fk_zero_counts(&fk);
+	fk.max_nominate = 0;
+	cfg = fk_config(&fk);
+	cfg.state = st;
+	cfg.release_batch = 2;
+	cfg.nominate_batch = 2;
+	ok(!fk_run(&fk, &cfg, &res), "priv written: third pass succeeds");
+	ok(fk.nominated == 5 && fk.hashed == 5 && res.private_listed == 5 && res.holes == 0,
+	   "priv written: exactly the 5 written gfns nominated (%zu)", fk.nominated);
+	ok(res.queried == 0 && fk.query_calls == 0 && res.reused == 29,
+	   "priv written: nothing queried, the 29 others reused (%" PRIu64 ")", res.reused);
+	ok(res.private_calls == 3 && fk.max_nominate == 2 && res.nominate_calls == 3,
+	   "priv written: listed 2 at a time (%" PRIu64 " calls), nominated 2 at a time",
+	   res.private_calls);
+	ok(fk_frame_of(&fk, 1, 3) != FK_NONE && fk_frame_of(&fk, 1, 3) == fk_frame_of(&fk, 2, 12),
+	   "priv written: a written gfn shares with a page kept alone");
+	ok(fk_frame_of(&fk, 1, 20) != FK_NONE && fk_frame_of(&fk, 1, 20) == fk_frame_of(&fk, 1, 4),
+	   "priv written: a filled hole joins its equals' frame");
+	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && fk_frame_of(&fk, 1, 0) == fk_frame_of(&fk, 2, 0),
+	   "priv written: rewritten with its bytes, shared again");
+	ok(fk_optimal(&fk, true) && fk_check(&fk) == 0, "priv written: every set on one frame");
+
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && fk.nominated == 0 && res.queried == 0 &&
+	   res.private_listed == 0 && res.shared == 0,
+	   "priv written: fourth pass: nothing new, nothing nominated or queried");
+	/* VM 2's gfn 3 lost its partner, gfn 12 found one, gfn 63 is new. */
+	ret = fk_release(&fk, st, &res);
+	ok(!ret && res.unshared == 17, "priv written: release made the 17 alone private (%" PRIu64
+	   ")", res.unshared);
+	fk_end(&fk, "priv written");
+}
+
+/* A VM with few pages and many holes, one of them pinned. */
+static void priv_holes_vm(struct fk *fk)
+{
+	uint64_t g;
+
+	fk_init(fk);
+	fk_add_vm(fk, 1, 1000, 0, 0);
+	for (g = 0; g < 10; g++)
+		fill(fk, 1, g * 100, g < 5 ? 0x11 : 0x100 + g);
+	fill(fk, 1, 999, 0x12);
+	fk_g(fk, 1, 999)->busy = true;
+}
+
+/*
+ * Holes cost a pass from the private gfns nothing: never listed, never
+ * nominated; a full pass nominates them all. A pinned page (EBUSY) stays
+ * private, so it is listed, and tried again, every pass.
+ */
+static void test_priv_holes(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res, full;
+	struct fk fk, ref;
+
+	priv_holes_vm(&fk);
+	priv_holes_vm(&ref);
+	ok(!fk_inc_pass(&fk, st, &res) && fk.nominated == 1000 && res.holes == 989 &&
+	   res.busy == 1 && res.shared == 4 && res.kept_alone == 5,
+	   "priv holes: first pass nominates all 1000 gfns, 989 holes, 1 busy");
+	ok(!fk_pass(&ref, &full) && ref.nominated == 1000 && full.holes == 989,
+	   "priv holes: a full pass nominates the 989 holes too");
+
+	fk_zero_counts(&fk);
+	ref.nominated = 0;
+	ok(!fk_inc_pass(&fk, st, &res), "priv holes: second pass succeeds");
+	ok(fk.nominated == 1 && res.holes == 0 && res.private_listed == 1 && res.busy == 1,
+	   "priv holes: second pass nominates only the pinned page, no hole (%zu)", fk.nominated);
+	ok(res.scanned == 11 && res.reused == 10 && res.queried == 0,
+	   "priv holes: 10 reused, 11 scanned");
+	ok(!fk_pass(&ref, &full) && ref.nominated == 1000 && full.holes == 989 &&
+	   fk_saved(&ref) == fk_saved(&fk),
+	   "priv holes: a second full pass nominates them again, and saves as much");
+
+	fk_g(&fk, 1, 999)->busy = false;
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && fk.nominated == 1 && res.busy == 0 &&
+	   res.kept_alone == 6, "priv holes: unpinned, listed and nominated once more, kept");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 6, "priv holes: release made 6 private");
+	fk_end(&fk, "priv holes");
+	fk_end(&ref, "priv holes, full");
+}
+
+/*
+ * A discard between passes: the next pass over that VM cannot trust what
+ * it remembers, queries it as without PAGESHARE_GET_PRIVATE, and forgets
+ * the gfn discarded; the other VM is still scanned from its private gfns,
+ * and so is this one from the pass after.
+ */
+static void test_priv_discard(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	struct fk fk;
+	uint64_t g;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 8, 0x5, 0);
+	fk_add_vm(&fk, 2, 8, 0x5, 0);
+	for (g = 0; g < 8; g++) {
+		fill(&fk, 1, g, g < 4 ? 0x50 + g : 0x150 + g);
+		fill(&fk, 2, g, g < 4 ? 0x50 + g : 0x250 + g);
+	}
+	ok(!fk_inc_pass(&fk, st, &res) && res.shared == 4 && res.kept_alone == 8,
+	   "priv discard: first pass shares 4, keeps 8");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.queried == 0 && res.reused == 16,
+	   "priv discard: second pass queries nothing");
+
+	/* A gfn kept alone is punched out: a hole now, its handle dead. */
+	fk_discard(&fk, 1, 5, 1);
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "priv discard: third pass succeeds");
+	ok(res.queried == 8 && fk.queried == 8 && res.query_calls == 1,
+	   "priv discard: VM 1's 8 remembered gfns queried, VM 2's none (%" PRIu64 ")",
+	   res.queried);
+	ok(res.reused == 15 && fk.nominated == 1 && res.holes == 1 && fk.hashed == 0,
+	   "priv discard: 15 reused; the discarded gfn forgotten, nominated: a hole");
+	ok(res.kept_alone == 7 && res.shared == 0, "priv discard: 7 kept alone");
+
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.queried == 0 && res.reused == 15 &&
+	   fk.nominated == 0, "priv discard: fourth pass: from the private gfns again");
+	/* The 15 remembered: the 8 shared and 7 alone, not the discarded gfn. */
+	fk_zero_counts(&fk);
+	ok(!fk_release(&fk, st, &res) && res.unshared == 7 && res.queried == 15,
+	   "priv discard: release: 15 queried, 7 made private, not the discarded gfn");
+	fk_end(&fk, "priv discard");
+}
+
+/*
+ * A gfn left out of its group (EILSEQ) and not made private, because its
+ * frame has another sharer, in a VM the pass does not scan: it stays on its
+ * frame unremembered, so its VM is scanned in full next time, and the gfn
+ * is found there again.
+ */
+static void test_priv_left_shared(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	static const uint64_t two[] = { 1, 2 };
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x6, 0);
+	fk_add_vm(&fk, 2, 4, 0x6, 0);
+	fk_add_vm(&fk, 3, 4, 0x6, 0);
+	fill(&fk, 1, 0, 0x42);
+	fill(&fk, 2, 0, 0x42 | FK_COLLIDE);
+	fill(&fk, 3, 0, 0x42 | FK_COLLIDE);
+	fill(&fk, 2, 1, 0x77);
+	ok(!fk_inc_pass(&fk, st, &res), "priv left shared: first pass succeeds");
+	f = fk_frame_of(&fk, 2, 0);
+	ok(f != FK_NONE && f == fk_frame_of(&fk, 3, 0) && fk_frame_of(&fk, 1, 0) != f &&
+	   res.kept_alone == 2, "priv left shared: VMs 2 and 3 share, VM 1's page kept alone");
+
+	cfg = fk_config(&fk);
+	cfg.state = st;
+	cfg.vm_ids = two;
+	cfg.nr_vm_ids = 2;
+	fk_zero_counts(&fk);
+	ok(!fk_run(&fk, &cfg, &res) && res.differ == 1 && res.holes == 0 && fk.hashed == 0,
+	   "priv left shared: pass over VMs 1 and 2: VM 2's gfn 0 differs from VM 1's");
+	ok(res.queried == 1 && fk_frame_of(&fk, 2, 0) == f && res.unshared == 0,
+	   "priv left shared: queried before the release, left on its frame with VM 3's");
+
+	fk_zero_counts(&fk);
+	ok(!fk_run(&fk, &cfg, &res), "priv left shared: next pass succeeds");
+	ok(res.holes == 2 && res.differ == 1 && fk.hashed == 1,
+	   "priv left shared: VM 2 scanned in full: its holes nominated, gfn 0 found again");
+	ok(res.queried == 2 && res.reused == 2,
+	   "priv left shared: VM 2's remembered gfn queried (%" PRIu64 " queries)", res.queried);
+	ok(!fk_release(&fk, st, &res) && res.unshared == 2,
+	   "priv left shared: release made 2 private");
+	fk_end(&fk, "priv left shared");
+}
+
+/*
+ * A share moves every gfn of the client's frame, a VM's that the pass does
+ * not scan too: that VM's memos may name a dead handle, and its next pass
+ * queries them instead of trusting them (and failing its shares, EIDRM).
+ */
+static void test_priv_moved(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	static const uint64_t one[] = { 1 };
+	struct dedup_config cfg;
+	struct dedup_result res;
+	struct fk fk;
+	int f;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 4, 0x8, 0);
+	fk_add_vm(&fk, 2, 4, 0x8, 0);
+	fill(&fk, 1, 1, 0xa);
+	fill(&fk, 2, 0, 0xa);
+	ok(!fk_inc_pass(&fk, st, &res) && res.shared == 1,
+	   "priv moved: VM 2's gfn 0 shared onto VM 1's gfn 1");
+
+	/* VM 1's gfn 0, lower, gets the bytes: its frame will be the group's. */
+	fk_write(&fk, 1, 0, 0xa);
+	cfg = fk_config(&fk);
+	cfg.state = st;
+	cfg.vm_ids = one;
+	cfg.nr_vm_ids = 1;
+	ok(!fk_run(&fk, &cfg, &res) && res.shared == 1 && res.private_listed == 1 && res.freed == 1,
+	   "priv moved: pass over VM 1: its old frame moved onto gfn 0's");
+	f = fk_frame_of(&fk, 1, 0);
+	ok(f != FK_NONE && fk_frame_of(&fk, 2, 0) == f && fk.frames[f].sharers == 3,
+	   "priv moved: three gfns on VM 1's gfn 0's frame");
+
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "priv moved: pass over both succeeds");
+	ok(res.queried == 1 && res.retried == 0 && fk.share_err[EIDRM] == 0,
+	   "priv moved: VM 2's gfn queried, not tried with its dead handle (%" PRIu64 " retried)",
+	   res.retried);
+	ok(res.already == 2 && res.shared == 0 && res.holes == 3,
+	   "priv moved: nothing to move; VM 2 scanned in full");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.queried == 0 && res.holes == 0,
+	   "priv moved: and from its private gfns again the pass after");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 0, "priv moved: release: nothing alone");
+	fk_end(&fk, "priv moved");
+}
+
+/* Share two gfns as another agent would: nominate both, share the second into the first. */
+static void fk_share_pair(struct fk *fk, uint64_t vm1, uint64_t gfn1, uint64_t vm2, uint64_t gfn2)
+{
+	struct dedup_backend be = fk_backend(fk);
+	struct pageshare_nominate n[2] = {
+		{ .gfn = gfn1, .flags = PAGESHARE_NOMINATE_HASH },
+		{ .gfn = gfn2, .flags = PAGESHARE_NOMINATE_HASH },
+	};
+	struct pageshare_share sh = { .src_gfn = gfn1, .client_gfn = gfn2 };
+
+	n[0].vm = be.open_vm(fk, vm1);
+	n[1].vm = be.open_vm(fk, vm2);
+	be.nominate(fk, n, 2);
+	sh.src_vm = n[0].vm;
+	sh.client_vm = n[1].vm;
+	sh.src_handle = n[0].handle;
+	sh.client_handle = n[1].handle;
+	be.share(fk, &sh, 1);
+	be.close_vm(fk, n[0].vm);
+	be.close_vm(fk, n[1].vm);
+}
+
+/* Poison one gfn before the first share call. */
+static void hook_poison(struct fk *fk, size_t call)
+{
+	if (call == 0)
+		fk_g(fk, fk->hook_vm, fk->hook_gfn)->poison = true;
+}
+
+/* Two VMs of a group, one pair of equal gfns; a hash collision if @collide. */
+static void priv_doubt_vms(struct fk *fk, bool collide)
+{
+	fk_init(fk);
+	fk_add_vm(fk, 1, 4, 0xd, 0);
+	fk_add_vm(fk, 2, 4, 0xd, 0);
+	fill(fk, 1, 0, 0x42);
+	fill(fk, 2, 0, collide ? 0x42 | FK_COLLIDE : 0x42);
+	fill(fk, 2, 1, 0x43);
+}
+
+/*
+ * A pass that leaves a gfn on a frame without remembering it leaves its VM
+ * in doubt, and the next pass scans that VM in full and finds the gfn: a
+ * gfn on a frame with a memory error (its nominate fails), a release whose
+ * unshare fails, a release whose query fails (the pass fails).
+ */
+static void test_priv_doubt(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	struct fk fk;
+
+	/* Shared before the agent came, and then poisoned: EHWPOISON at nominate. */
+	priv_doubt_vms(&fk, false);
+	fk_share_pair(&fk, 1, 0, 2, 0);
+	fk_g(&fk, 2, 0)->poison = true;
+	ok(!fk_inc_pass(&fk, st, &res) && res.busy == 1 && res.holes == 5,
+	   "priv doubt: a gfn on a poisoned frame: nominate fails (busy)");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.busy == 1 && res.holes == 2 &&
+	   res.private_listed == 0, "priv doubt: its VM scanned in full again, tried again");
+	fk_g(&fk, 2, 0)->poison = false;
+	ok(!fk_release(&fk, st, &res), "priv doubt: poisoned: release succeeds");
+	fk_end(&fk, "priv doubt: poisoned");
+
+	/* Poisoned between nominate and share: the release's unshare fails. */
+	st = dedup_state_new();
+	priv_doubt_vms(&fk, true);
+	fk.before_share = hook_poison;
+	fk.hook_vm = 2;
+	fk.hook_gfn = 0;
+	ok(!fk_inc_pass(&fk, st, &res) && res.differ == 1 && res.unshared == 0,
+	   "priv doubt: a failed unshare leaves the gfn on its frame");
+	fk.before_share = NULL;
+	fk_g(&fk, 2, 0)->poison = false;
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.holes == 2 && res.differ == 1 &&
+	   res.unshared == 1, "priv doubt: its VM scanned in full: the gfn found and released");
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.holes == 0 && res.differ == 1 &&
+	   res.private_listed == 1, "priv doubt: then from the private gfns again");
+	ok(!fk_release(&fk, st, &res), "priv doubt: unshare: release succeeds");
+	fk_end(&fk, "priv doubt: unshare");
+
+	/* The release's query fails: the pass fails, its VMs in doubt. */
+	st = dedup_state_new();
+	priv_doubt_vms(&fk, true);
+	ok(!fk_inc_pass(&fk, st, &res) && res.differ == 1 && res.unshared == 1,
+	   "priv doubt: first pass releases the gfn that differs");
+	fk_zero_counts(&fk);
+	fk.fail_query = 1;
+	ok(fk_inc_pass(&fk, st, &res) == -ENOMEM && res.differ == 1 && fk_nominated_alone(&fk) == 3,
+	   "priv doubt: a failed release query fails the pass, the gfn left nominated");
+	fk.fail_query = 0;
+	fk_zero_counts(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.holes == 5 && res.differ == 1 && res.unshared == 1,
+	   "priv doubt: both VMs scanned in full: the gfn found and released");
+	ok(!fk_release(&fk, st, &res), "priv doubt: query: release succeeds");
+	fk_end(&fk, "priv doubt: query");
+}
+
+/*
+ * A module older than PAGESHARE_GET_PRIVATE (ENOTTY): the first pass finds
+ * out, silently, and no pass asks again; they query, as before, and share
+ * as much as with it.
+ */
+static void test_priv_enotty(void)
+{
+	struct dedup_state *st = dedup_state_new(), *st2 = dedup_state_new();
+	struct dedup_result res, res2;
+	struct fk fk, fk2;
+	uint64_t g;
+	int pass;
+	bool same = true;
+
+	fk_init(&fk);
+	fk_init(&fk2);
+	fk.get_private = FK_PRIVATE_ENOTTY;
+	for (g = 1; g <= 2; g++) {
+		fk_add_vm(&fk, g, 16, 0x9, 0);
+		fk_add_vm(&fk2, g, 16, 0x9, 0);
+	}
+	for (g = 0; g < 12; g++) {
+		fill(&fk, 1, g, g % 5);
+		fill(&fk2, 1, g, g % 5);
+		fill(&fk, 2, g, 0x900 + g % 7);
+		fill(&fk2, 2, g, 0x900 + g % 7);
+	}
+	for (pass = 1; pass <= 3; pass++) {
+		fk_zero_counts(&fk);
+		if (fk_inc_pass(&fk, st, &res) || fk_inc_pass(&fk2, st2, &res2))
+			same = false;
+		if (pass == 1)
+			ok(res.private_calls == 1 && fk.private_calls == 0 && res.err == 0,
+			   "priv ENOTTY: the first pass tried once, and went on");
+		else
+			ok(res.private_calls == 0 && res.queried == 24 && fk.queried == 24 &&
+			   res2.queried == 0,
+			   "priv ENOTTY: pass %d queries, tries no more (%" PRIu64 ")", pass,
+			   res.queried);
+		same &= fk_saved(&fk) == fk_saved(&fk2) && res.shared == res2.shared &&
+			res.kept_alone == res2.kept_alone && res.reused == res2.reused;
+		fk_write(&fk, 2, pass, 0x4);
+		fk_write(&fk2, 2, pass, 0x4);
+	}
+	ok(same, "priv ENOTTY: each pass saves and keeps as much as with GET_PRIVATE");
+	ok(!fk_release(&fk, st, &res) && !fk_release(&fk2, st2, &res2) &&
+	   res.unshared == res2.unshared, "priv ENOTTY: release alike");
+	fk_end(&fk, "priv ENOTTY");
+	fk_end(&fk2, "priv ENOTTY, with it");
+}
+
+/* Random VMs for test_priv_equivalence(): the same in each fake for a seed. */
+static void priv_random_vms(struct fk *fk, uint64_t seed)
+{
+	static const uint64_t groups[] = { 0, 0x1111, 0x2222 };
+	int i, nvms;
+	uint64_t k;
+
+	rng_state = 0x2545F4914F6CDD1DULL * seed;
+	fk_init(fk);
+	fk->fresh_fds = true;
+	nvms = 2 + rnd(4);
+	for (i = 0; i < nvms; i++) {
+		fk_add_vm(fk, i + 1, 32, groups[rnd(3)], 0);
+		for (k = 0; k < 32; k++) {
+			if (rnd(3) == 0)
+				continue;	/* a hole */
+			fill(fk, i + 1, k, rnd(4) ? rnd(8) : rnd(3) ? 0x1000 + rnd(40) :
+			     (rnd(8) | FK_COLLIDE));
+		}
+	}
+}
+
+/* Between passes: writes (holes filled too) and discards, alike in each fake. */
+static void priv_random_changes(struct fk **fks, int n)
+{
+	int i, j, nr = rnd(8);
+
+	for (i = 0; i < nr; i++) {
+		uint64_t id = 1 + rnd(fks[0]->nr_vms), gfn = rnd(32);
+		uint64_t c = rnd(3) ? rnd(8) : 0x3000 + rnd(20), len = 1 + rnd(4);
+		bool discard = rnd(6) == 0;
+
+		for (j = 0; j < n; j++) {
+			if (discard)
+				fk_discard(fks[j], id, gfn, len);
+			else
+				fk_write(fks[j], id, gfn, c);
+		}
+	}
+}
+
+/*
+ * Random VMs, groups, collisions, and between passes random writes and
+ * discards: passes from the private gfns (A) nominate and hash what passes
+ * that query (B) do, holes aside, save as much as full passes (C) after
+ * every pass, and leave every set of equal pages on one frame.
+ */
+static void test_priv_equivalence(void)
+{
+	int seed, runs = 150, bad_saved = 0, bad_hashed = 0, bad_optimal = 0, bad_check = 0;
+	int bad_err = 0, bad_content = 0, bad_alone = 0;
+	uint64_t queried_a = 0, queried_b = 0, nominated_a = 0, nominated_b = 0;
+
+	for (seed = 1; seed <= runs; seed++) {
+		struct dedup_state *sa = dedup_state_new(), *sb = dedup_state_new();
+		struct fk a, b, c;
+		struct fk *fks[] = { &a, &b, &c };
+		struct dedup_result ra, rb, rc;
+		int pass, i;
+		uint64_t k;
+
+		priv_random_vms(&a, seed);
+		priv_random_vms(&b, seed);
+		priv_random_vms(&c, seed);
+		b.get_private = FK_PRIVATE_NONE;
+		for (pass = 0; pass < 6; pass++) {
+			struct dedup_config cfg = fk_config(&a);
+
+			cfg.nominate_batch = 1 + rnd(20);
+			cfg.share_batch = 1 + rnd(10);
+			cfg.release_batch = 1 + rnd(10);
+			for (i = 0; i < 3; i++) {
+				fk_zero_counts(fks[i]);
+				cfg.clock.ctx = fks[i];
+				cfg.state = i == 0 ? sa : i == 1 ? sb : NULL;
+				if (fk_run(fks[i], &cfg, i == 0 ? &ra : i == 1 ? &rb : &rc))
+					bad_err++;
+				if (fk_check(fks[i]) || fks[i]->open_fds || fks[i]->bad_fd)
+					bad_check++;
+				for (k = 0; k < (uint64_t)fks[i]->nr_vms * 32; k++) {
+					struct fk_gfn *g = &fks[i]->vms[k / 32].g[k % 32];
+
+					if (g->touched &&
+					    fk_content(fks[i], k / 32 + 1, k % 32) != g->want)
+						bad_content++;
+				}
+			}
+			if (fk_saved(&a) != fk_saved(&c) || fk_saved(&b) != fk_saved(&c))
+				bad_saved++;
+			if (a.hashed != b.hashed)
+				bad_hashed++;
+			if (!fk_optimal(&a, true) || !fk_optimal(&b, true) ||
+			    !fk_optimal(&c, false))
+				bad_optimal++;
+			if (pass) {
+				queried_a += ra.queried;
+				queried_b += rb.queried;
+				nominated_a += a.nominated;
+				nominated_b += b.nominated;
+			}
+			priv_random_changes(fks, 3);
+		}
+		if (fk_release(&a, sa, &ra) || fk_release(&b, sb, &rb))
+			bad_err++;
+		/* C keeps nothing: the last changes may leave a gfn alone on its frame. */
+		if (fk_nominated_alone(&a) || fk_nominated_alone(&b))
+			bad_alone++;
+		if (fk_saved(&a) != fk_saved(&c) || fk_saved(&b) != fk_saved(&c))
+			bad_saved++;
+		for (i = 0; i < 3; i++)
+			fk_free(fks[i]);
+	}
+	ok(!bad_err, "priv random: %d configurations, 6 passes each, no error", runs);
+	ok(!bad_check, "priv random: fake kernel invariants hold (%d bad)", bad_check);
+	ok(!bad_content, "priv random: every gfn reads its last write (%d bad)", bad_content);
+	ok(!bad_saved, "priv random: as much saved as full passes after every pass (%d bad)",
+	   bad_saved);
+	ok(!bad_optimal, "priv random: every set of equal pages on one frame (%d bad)",
+	   bad_optimal);
+	ok(!bad_hashed, "priv random: the private gfns hash what the queries do (%d bad)",
+	   bad_hashed);
+	ok(!bad_alone, "priv random: nothing left nominated after the release (%d bad)",
+	   bad_alone);
+	ok(queried_a * 4 < queried_b && nominated_a * 2 < nominated_b,
+	   "priv random: after the first pass, far fewer queries (%" PRIu64 " vs %" PRIu64
+	   ") and nominates (%" PRIu64 " vs %" PRIu64 ")", queried_a, queried_b, nominated_a,
+	   nominated_b);
+}
+
+/* The incremental tests, against a kernel with or without PAGESHARE_GET_PRIVATE. */
+static void test_inc_all(enum fk_private mode)
+{
+	inc_mode = mode;
+	test_inc_unchanged();
+	test_inc_written();
+	test_inc_alone_written();
+	test_inc_vms();
+	test_inc_shrink();
+	test_inc_early_end();
+	test_inc_no_intra();
+	inc_mode = FK_PRIVATE_NONE;
+}
+
 int main(void)
 {
 	printf("TAP version 13\n");
@@ -1360,14 +2010,19 @@ int main(void)
 	test_verify();
 	test_max_sharers();
 	test_stop();
-	test_inc_unchanged();
-	test_inc_written();
-	test_inc_alone_written();
-	test_inc_vms();
-	test_inc_shrink();
 	test_full_passes();
-	test_inc_early_end();
-	test_inc_no_intra();
+	diag("incremental passes without PAGESHARE_GET_PRIVATE: queries");
+	test_inc_all(FK_PRIVATE_NONE);
+	diag("incremental passes with PAGESHARE_GET_PRIVATE: the private gfns");
+	test_inc_all(FK_PRIVATE);
+	test_priv_written();
+	test_priv_holes();
+	test_priv_discard();
+	test_priv_left_shared();
+	test_priv_moved();
+	test_priv_doubt();
+	test_priv_enotty();
 	test_random();
+	test_priv_equivalence();
 	return tap_done();
 }
