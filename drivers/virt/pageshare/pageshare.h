@@ -58,7 +58,8 @@ struct vm_fault;
  * and cleared with the entry, under its xa_lock (ps_vm_fill_hole(),
  * ps_set_entry()). An xarray node keeps a summary of its children's marks,
  * so PAGESHARE_GET_PRIVATE walks only the parts of the tree that hold
- * private gfns (ps_vm_get_private()).
+ * private gfns (ps_vm_get_private()). XA_MARK_0 is an allocating xarray's
+ * free mark: @pages must not become one.
  */
 #define PS_MARK_PRIVATE		XA_MARK_0
 
@@ -119,8 +120,9 @@ int ps_limit_resize(struct ps_size_limit *limit, u64 old, u64 new);
  *		out from entries past the size. 0 otherwise.
  * @nr_mappings: VMAs that map this VM, counted under @lock.
  * @stats:	Counters.
- * @discards:	Discards (punches) and shrinks that have completed: bumped
- *		once each, after its gfns are gone (PAGESHARE_GET_PRIVATE).
+ * @discards:	gfns that a discard (punch) or a shrink took off a frame,
+ *		counted under the xa_lock of @pages with the erase
+ *		(PAGESHARE_GET_PRIVATE).
  * @memcg:	Memory cgroup of the opener, charged for every guest page
  *		whichever task faults it in.
  * @kobj:	/sys/kernel/pageshare/vm/<id>/; its release frees the VM.

@@ -329,10 +329,11 @@ static void ps_frame_zap(struct page *page, struct ps_vm *vm, pgoff_t gfn)
  * Whether @page may be pinned for DMA. An order-0 folio has no pin count
  * of its own: FOLL_PIN adds GUP_PIN_COUNTING_BIAS references, which is
  * what folio_maybe_dma_pinned() tests for. A frame mapped by a thousand
- * gfns has a thousand references without any pin, so the mappings are
- * taken off first; what is left is the frame's, the callers' and pins.
+ * gfns, or a private page by a thousand PTEs, has a thousand references
+ * without any pin, so the mappings are taken off first; what is left is
+ * the entry's or the frame's, the callers' and pins.
  */
-static bool ps_frame_pinned(struct page *page)
+static bool ps_page_pinned(struct page *page)
 {
 	struct folio *folio = page_folio(page);
 
@@ -434,7 +435,7 @@ static void ps_unlock_gfns(struct page *pa, struct page *pb)
  */
 static int ps_nominate_peek(struct ps_vm *vm, pgoff_t gfn)
 {
-	struct folio *folio;
+	struct page *page;
 	void *entry;
 	int ret = -1;
 
@@ -442,9 +443,9 @@ static int ps_nominate_peek(struct ps_vm *vm, pgoff_t gfn)
 	xa_lock(&vm->pages);
 	entry = xa_load(&vm->pages, gfn);
 	if (entry && !ps_entry_shared(entry)) {
-		folio = page_folio(ps_entry_page(entry));
-		if (!folio_maybe_dma_pinned(folio))
-			ret = folio_mapped(folio);
+		page = ps_entry_page(entry);
+		if (!ps_page_pinned(page))
+			ret = folio_mapped(page_folio(page));
 	}
 	xa_unlock(&vm->pages);
 	return ret;
@@ -533,10 +534,9 @@ int ps_nominate(struct ps_vm *vm, pgoff_t gfn, u64 *handle, u64 *hash)
 	/*
 	 * Pinned for DMA or direct I/O, the page may be written behind our
 	 * back: the count check below would refuse it, but only after the
-	 * zap had cost its VM a fault. A page with that many plain
-	 * references is refused too, as the count check would.
+	 * zap had cost its VM a fault.
 	 */
-	if (folio_maybe_dma_pinned(page_folio(page))) {
+	if (ps_page_pinned(page)) {
 		ret = -EBUSY;
 		goto out;
 	}
@@ -754,7 +754,7 @@ int ps_share(struct ps_vm *svm, pgoff_t sgfn, u64 shandle,
 	 * a read-only PTE) must not gain sharers whose writes the device
 	 * would never see.
 	 */
-	if (ps_frame_pinned(sp) || ps_frame_pinned(cp)) {
+	if (ps_page_pinned(sp) || ps_page_pinned(cp)) {
 		ret = -EBUSY;
 		goto out;
 	}
@@ -1049,7 +1049,18 @@ void ps_release_gfn(struct ps_vm *vm, pgoff_t gfn, struct folio_batch *fbatch)
 	if (ps_lock_gfn(vm, gfn, &page, &shared))
 		return;
 
-	xa_erase(&vm->pages, gfn);
+	/*
+	 * A gfn that leaves its frame without turning private is counted
+	 * with the erase, under one hold of the lock: PAGESHARE_GET_PRIVATE
+	 * reads the count under it after its walk, so a caller whose two
+	 * calls read the same count knows that no gfn of the VM left a frame
+	 * this way in between.
+	 */
+	xa_lock(&vm->pages);
+	__xa_erase(&vm->pages, gfn);
+	if (shared)
+		atomic64_inc(&vm->discards);
+	xa_unlock(&vm->pages);
 	/* Only this VM's mappings: a no-op when nothing of it maps the gfn. */
 	if (folio_mapped(page_folio(page)))
 		ps_vm_zap(vm, gfn);

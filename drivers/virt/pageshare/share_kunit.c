@@ -621,6 +621,7 @@ static void ps_test_private_marks(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, next, PS_TEST_PAGES);
 	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, next, 2, got, &next, &d1), 0);
 	KUNIT_EXPECT_EQ(test, ps_test_private(test, a, 41, 0, got, &next, &d1), 0);
+	KUNIT_EXPECT_EQ(test, next, 41);
 	KUNIT_EXPECT_EQ(test, d1, d0);
 
 	/* Nominated, then shared: no longer private, here or in @b. */
@@ -637,7 +638,10 @@ static void ps_test_private_marks(struct kunit *test)
 	PS_TEST_EXPECT_PRIVATE(test, b, 1);
 	PS_TEST_EXPECT_PRIVATE(test, a, 40, PS_TEST_PAGES - 1);
 
-	/* A discard takes gfns out, private or shared, and counts once. */
+	/*
+	 * A discard takes gfns out, private or shared, and counts those it
+	 * took off a frame: 5 here, not 40.
+	 */
 	KUNIT_ASSERT_EQ(test, 0, ps_vm_punch(a, 5 * PAGE_SIZE, 36 * PAGE_SIZE));
 	PS_TEST_EXPECT_PRIVATE(test, a, PS_TEST_PAGES - 1);
 	ps_test_private(test, a, 0, 4, got, &next, &d1);
@@ -652,6 +656,16 @@ static void ps_test_private_marks(struct kunit *test)
 	xa_set_mark(&a->pages, 1, PS_MARK_PRIVATE);
 	KUNIT_EXPECT_EQ(test, ps_audit(), 1);
 	xa_clear_mark(&a->pages, 1, PS_MARK_PRIVATE);
+	ps_test_audit_clean(test);
+
+	/* A shrink counts the gfn it takes off a frame (a:1), not a:63. */
+	KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(a, PAGE_SIZE));
+	ps_test_private(test, a, 0, 4, got, &next, &d1);
+	KUNIT_EXPECT_EQ(test, d1, d0 + 2);
+	KUNIT_EXPECT_EQ(test, next, 1);
+	KUNIT_ASSERT_EQ(test, 0, ps_vm_set_size(a, PS_TEST_PAGES * PAGE_SIZE));
+	ps_test_private(test, a, 0, 4, got, &next, &d1);
+	KUNIT_EXPECT_EQ(test, d1, d0 + 2);	/* growing takes nothing */
 	ps_test_audit_clean(test);
 }
 

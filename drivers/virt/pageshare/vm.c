@@ -378,11 +378,6 @@ static void ps_vm_free_range(struct ps_vm *vm, pgoff_t first, pgoff_t last)
 	}
 	ps_ops_end();
 	folio_batch_release(&fbatch);
-	/*
-	 * Only now: whoever reads the count before this may have seen gfns
-	 * that were still on their frames, and must read it again later.
-	 */
-	atomic64_inc(&vm->discards);
 }
 
 /**
@@ -1156,7 +1151,7 @@ void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info)
 }
 
 /* gfns found per hold of the xa_lock: the copy to the user goes between. */
-#define PS_PRIVATE_CHUNK	64
+#define PS_PRIVATE_CHUNK	32
 
 /**
  * ps_vm_get_private() - List a VM's private gfns: PAGESHARE_GET_PRIVATE.
@@ -1170,9 +1165,11 @@ void ps_vm_get_info(struct ps_vm *vm, struct pageshare_vm_info *info)
  * when the walk reaches it: one that turns private behind the walk was
  * written after the call began, and the next call finds it.
  *
- * The discard count is read first: a caller that finds it unchanged at its
- * next call knows that no gfn it saw on a frame during this one has lost
- * its page since (ps_vm_free_range() bumps it last).
+ * The discard count is read in the walk's last hold of the xa_lock, under
+ * which ps_release_gfn() erases a gfn from its frame and counts it: a
+ * caller that reads the same count at its next call knows that no gfn
+ * left a frame by a discard or a shrink in between, nor since this walk
+ * passed it.
  *
  * Context: Process context; takes the VM's xa_lock for each
  * PS_PRIVATE_CHUNK gfns.
@@ -1183,36 +1180,43 @@ int ps_vm_get_private(struct ps_vm *vm, struct pageshare_private *arg,
 {
 	u64 buf[PS_PRIVATE_CHUNK];
 	pgoff_t end, gfn = arg->start;
-	unsigned int n;
+	unsigned int n, limit;
+	bool last;
 	void *entry;
 
-	arg->discards = atomic64_read(&vm->discards);
 	/* No gfn fits in an index past the size; nor a start past it. */
 	end = READ_ONCE(vm->size) >> PAGE_SHIFT;
 	arg->count = 0;
-	arg->next = end;
-	while (gfn < end && arg->count < arg->max) {
+	for (;;) {
 		XA_STATE(xas, &vm->pages, gfn);
 
+		limit = min_t(u32, PS_PRIVATE_CHUNK, arg->max - arg->count);
 		n = 0;
 		xas_lock(&xas);
-		xas_for_each_marked(&xas, entry, end - 1, PS_MARK_PRIVATE) {
-			buf[n++] = xas.xa_index;
-			if (n == min_t(u32, PS_PRIVATE_CHUNK, arg->max - arg->count))
-				break;
+		if (gfn < end && limit) {
+			xas_for_each_marked(&xas, entry, end - 1, PS_MARK_PRIVATE) {
+				buf[n++] = xas.xa_index;
+				if (n == limit)
+					break;
+			}
 		}
+		/* The walk is over, or the array full. */
+		last = n < limit || arg->count + n == arg->max;
+		if (last)
+			arg->discards = atomic64_read(&vm->discards);
 		xas_unlock(&xas);
-		if (!n)
-			break;
-		if (copy_to_user(gfns + arg->count, buf, n * sizeof(*buf)))
+		if (n && copy_to_user(gfns + arg->count, buf, n * sizeof(*buf)))
 			return -EFAULT;
 		arg->count += n;
-		gfn = buf[n - 1] + 1;
-		if (arg->count == arg->max)
-			arg->next = gfn;
+		if (n)
+			gfn = buf[n - 1] + 1;
+		if (last)
+			break;
 		if (fatal_signal_pending(current))
 			return -EINTR;
 		cond_resched();
 	}
+	/* Past the last gfn stored when the array is full (@start for none). */
+	arg->next = arg->count == arg->max ? gfn : end;
 	return 0;
 }

@@ -215,10 +215,12 @@ struct pageshare_open_vm {
  *		found go, in increasing order.
  * @start:	In: the first gfn to look at.
  * @next:	Out: where to resume: one past the last gfn stored when the
- *		array is full, else the VM's size (nothing more to find).
- * @discards:	Out: how many discards (fallocate(FALLOC_FL_PUNCH_HOLE),
- *		madvise(MADV_REMOVE)) and shrinks have completed on the VM
- *		since it was made, read before the walk.
+ *		array is full (@start when @max is 0), else the VM's size
+ *		(nothing more to find).
+ * @discards:	Out: how many gfns of the VM discards
+ *		(fallocate(FALLOC_FL_PUNCH_HOLE), madvise(MADV_REMOVE)) and
+ *		shrinks have taken off a frame since the VM was made, read
+ *		once the walk is over.
  * @max:	In: entries in @gfns, at most PAGESHARE_BATCH_MAX.
  * @count:	Out: gfns stored.
  * @flags:	In: must be zero: no flag is defined.
@@ -228,13 +230,17 @@ struct pageshare_open_vm {
  * A gfn is private from the moment it gets a page of its own (its first
  * write, the write or PAGESHARE_UNSHARE that takes it out of shared
  * state) until it is nominated or loses its page. So the private gfns are
- * exactly those that a deduplication agent has not seen since they were
- * last written: the ones to nominate. Every gfn that was not private at
- * one call and is private at the next was written in between, and every
- * nominated or shared gfn that the caller knew the handle of still has it
- * unless it was written (and so is private, or was nominated again),
- * shared by someone else, or discarded (@discards changed). The walk
- * costs in proportion to the private gfns it finds, not to the VM's size.
+ * those that a deduplication agent has not nominated since they were last
+ * written: the ones to nominate. (Also a hole read while there was no
+ * memory for a zero page, and pages that nominate refuses for a memory
+ * error or a pin, which stay private.) A gfn that was nominated or shared
+ * at one call, and is not listed by a later one that read the same
+ * @discards, has the same handle at both, unless it was written and
+ * nominated again in between, or a PAGESHARE_SHARE by anyone moved the
+ * frame it was on onto another (the moved gfns leave with the client
+ * frame, whatever VM they are in): a share with the old handle then fails
+ * with ESTALE or EIDRM. The walk costs in proportion to the private gfns
+ * it finds, not to the VM's size.
  */
 struct pageshare_private {
 	__u64 gfns;
