@@ -128,9 +128,9 @@ int pageshare_get_info(int fd, struct pageshare_vm_info *info);
  *	   walk reached the end of the VM.
  * @next: set to where a next walk starts: one past the last gfn stored
  *	  when @gfns is full, else the VM's size (nothing more to find).
- * @discards: set to the number of discards (punched holes, MADV_REMOVE)
- *	      and shrinks completed on the VM, read before the walk; may be
- *	      NULL.
+ * @discards: set to the number of gfns that discards (punched holes,
+ *	      MADV_REMOVE) and shrinks have taken off a frame in the VM,
+ *	      read at the end of the first call's walk; may be NULL.
  *
  * PAGESHARE_GET_PRIVATE, API version 5. It changes nothing. A gfn is
  * private from its first write, or the write or unshare that takes it out
@@ -139,7 +139,7 @@ int pageshare_get_info(int fd, struct pageshare_vm_info *info);
  * that turns private behind the walk is found by the next one. An agent
  * that finds @discards unchanged at its next walk knows that every gfn it
  * saw on a frame and does not find private still has its page, and its
- * handle unless another agent shared it.
+ * handle unless a share (another agent's, say) moved its frame's gfns.
  *
  * Return: 0, or a negative errno: -ENOTTY on the control node or with a
  * module older than API version 5, -EFAULT, -EINTR (a fatal signal). When
