@@ -57,6 +57,25 @@
  * Holes are never listed, so they cost nothing either. Any doubt about a
  * VM (a gfn left on a frame without a memo, a failure, a discard) makes
  * the next pass over it query, as above, and nominate every other gfn.
+ *
+ * Index passes. Taking the remembered gfns into the pass still costs in
+ * the VMs' size: each is sorted with the pages nominated. So the state
+ * also keeps a content index: per (share scope, hash), a frame the state
+ * remembers gfns on, two of those gfns (the representative, and a spare
+ * should it be written) and their number (refs), made anew at the end of
+ * every pass that took the path above (dd_index_build()). A pass whose
+ * VMs are all scanned from their private gfns, and are the VMs, groups
+ * and policies the index was built for, is an index pass: the remembered
+ * gfns do not join it; the listed gfns are forgotten (refs counted down),
+ * nominated, and sorted among themselves, and each group of equal hashes
+ * gets its representative as a page of the pass (dd_index_join()), which
+ * is its source: the written pages move onto the frame the remembered
+ * gfns are on, by the same code as above, and the index notes the result
+ * (dd_index_note()). A pass with nothing written lists, and ends. Where
+ * the index cannot tell (both its gfns of a frame with others on it
+ * written, a hash with pages of other bytes), the pass takes the path
+ * above, which rebuilds the index; where it finds out only while sharing
+ * (a representative written during the pass), the next pass does.
  */
 
 #include <endian.h>
@@ -98,7 +117,12 @@ struct dd_page {
 	uint32_t vm;		/* index in dd_pass::vms, which is sorted by id */
 	uint8_t state;
 	uint8_t retried;
+	uint8_t rep;		/* a representative from the index: DD_REP, DD_REP_SHARED */
 };
+
+/* dd_page::rep: a page an index pass took from the index, on a frame alone or not. */
+#define DD_REP		1
+#define DD_REP_SHARED	2
 
 /*
  * What the state remembers of a gfn: the handle of the frame a pass left it
@@ -125,10 +149,39 @@ struct dd_vm_state {
 	bool exact;		/* the last pass left every gfn on a frame in @memo */
 };
 
+/*
+ * The content index (see "Index passes" above): per (share scope, hash),
+ * a frame the state remembers gfns on, and two of them. 64 bytes.
+ */
+struct dd_index_entry {
+	uint64_t hash;
+	uint64_t scope;		/* the share group, or with @own the VM's id */
+	uint64_t handle;	/* the frame's handle; 0: a free slot */
+	uint64_t vm[2];		/* the representative and a spare: VM id (0: none) */
+	uint64_t gfn[2];	/* and gfn */
+	uint32_t refs;		/* gfns the state remembers on the frame; 0: dead */
+	uint32_t flags;		/* DD_IX_* */
+};
+
+#define DD_IX_OWN	1	/* dd_index_entry::scope is a VM id: the VM has no share group */
+#define DD_IX_COLLIDED	2	/* pages of other bytes have the hash: the full path sorts them */
+
+/* A VM as it was when the index was built: another set of VMs or scopes, another index. */
+struct dd_index_vm {
+	uint64_t id;
+	uint64_t group;
+	uint32_t flags;
+};
+
 struct dedup_state {
 	struct dd_vm_state **vms;	/* sorted by id */
 	size_t nr_vms;
 	bool no_private;	/* the kernel has no PAGESHARE_GET_PRIVATE */
+	struct dd_index_entry *index;	/* open addressing, linear probing; NULL: none */
+	size_t index_cap;		/* a power of two */
+	size_t index_used;		/* slots taken, dead entries included */
+	struct dd_index_vm *index_vms;	/* sorted by id */
+	size_t nr_index_vms;
 };
 
 struct dd_vm {
@@ -193,6 +246,8 @@ struct dd_pass {
 	struct dedup_state *state;
 	bool release_only;	/* dedup_state_release(): no scan, release what is kept */
 	bool keep_alone;
+	bool index;		/* an index pass (dd_index_usable()), so far */
+	bool index_lost;	/* the index lost a frame with gfns on it: rebuild it */
 
 	struct dd_page *pages;
 	size_t nr_pages;
@@ -608,12 +663,24 @@ struct dedup_state *dedup_state_new(void)
 	return calloc(1, sizeof(struct dedup_state));
 }
 
+static void dd_index_drop(struct dedup_state *s)
+{
+	free(s->index);
+	free(s->index_vms);
+	s->index = NULL;
+	s->index_vms = NULL;
+	s->index_cap = 0;
+	s->index_used = 0;
+	s->nr_index_vms = 0;
+}
+
 void dedup_state_free(struct dedup_state *state)
 {
 	size_t i;
 
 	if (!state)
 		return;
+	dd_index_drop(state);
 	for (i = 0; i < state->nr_vms; i++)
 		dd_vm_state_free(state->vms[i]);
 	free(state->vms);
@@ -706,6 +773,156 @@ static int dd_add_page(struct dd_pass *p, uint32_t vi, uint64_t gfn, uint64_t ha
 	p->vms[vi].candidates++;
 	p->res->candidates++;
 	return 0;
+}
+
+/* The index's key of a VM's scope: its share group, or the VM itself. */
+static void dd_scope_key(const struct dd_vm *vm, uint64_t *scope, uint32_t *own)
+{
+	*own = vm->group ? 0 : DD_IX_OWN;
+	*scope = vm->group ? vm->group : vm->id;
+}
+
+static size_t dd_index_slot(const struct dedup_state *s, uint64_t scope, uint32_t own,
+			    uint64_t hash)
+{
+	uint64_t x = hash ^ ((scope + own) * XXH_P1);
+
+	x ^= x >> 29;
+	x *= XXH_P2;
+	x ^= x >> 32;
+	return x & (s->index_cap - 1);
+}
+
+/* The entry of (@scope, @own, @hash), dead or alive, or NULL. */
+static struct dd_index_entry *dd_index_find(struct dedup_state *s, uint64_t scope,
+					    uint32_t own, uint64_t hash)
+{
+	size_t i;
+
+	if (!s->index)
+		return NULL;
+	for (i = dd_index_slot(s, scope, own, hash); s->index[i].handle;
+	     i = (i + 1) & (s->index_cap - 1)) {
+		const struct dd_index_entry *e = &s->index[i];
+
+		if (e->hash == hash && e->scope == scope && (e->flags & DD_IX_OWN) == own)
+			return &s->index[i];
+	}
+	return NULL;
+}
+
+/* An empty table of @cap slots (a power of two); the entries of the old one move over. */
+static int dd_index_resize(struct dedup_state *s, size_t cap)
+{
+	struct dd_index_entry *old = s->index;
+	size_t i, old_cap = s->index_cap;
+
+	s->index = calloc(cap, sizeof(*s->index));
+	if (!s->index) {
+		s->index = old;
+		return -ENOMEM;
+	}
+	s->index_cap = cap;
+	s->index_used = 0;
+	for (i = 0; i < old_cap; i++) {
+		const struct dd_index_entry *e = &old[i];
+		size_t j;
+
+		/* Dead entries go. */
+		if (!e->handle || !e->refs)
+			continue;
+		for (j = dd_index_slot(s, e->scope, e->flags & DD_IX_OWN, e->hash);
+		     s->index[j].handle;
+		     j = (j + 1) & (cap - 1))
+			;
+		s->index[j] = *e;
+		s->index_used++;
+	}
+	free(old);
+	return 0;
+}
+
+/*
+ * The entry of (@scope, @own, @hash), made if need be (its @handle still 0
+ * then, for the caller to set); NULL if out of memory. At most 3/4 full.
+ */
+static struct dd_index_entry *dd_index_get(struct dedup_state *s, uint64_t scope, uint32_t own,
+					   uint64_t hash)
+{
+	struct dd_index_entry *e = dd_index_find(s, scope, own, hash);
+	size_t i;
+
+	if (e)
+		return e;
+	if ((s->index_used + 1) * 4 > s->index_cap * 3 &&
+	    dd_index_resize(s, s->index_cap ? 2 * s->index_cap : 64))
+		return NULL;
+	for (i = dd_index_slot(s, scope, own, hash); s->index[i].handle;
+	     i = (i + 1) & (s->index_cap - 1))
+		;
+	e = &s->index[i];
+	memset(e, 0, sizeof(*e));
+	e->hash = hash;
+	e->scope = scope;
+	e->flags = own;
+	s->index_used++;
+	return e;
+}
+
+/* Whether slot @k of an entry names a gfn the state remembers on the entry's frame. */
+static bool dd_index_live(struct dd_pass *p, const struct dd_index_entry *e, int k)
+{
+	const struct dd_vm *vm = e->vm[k] ? dd_find_vm(p, e->vm[k]) : NULL;
+	const struct dd_vm_state *st = vm ? vm->st : NULL;
+
+	return st && st->memo && e->gfn[k] < st->pages && st->memo[e->gfn[k]].handle == e->handle;
+}
+
+/*
+ * Whether this pass may be an index pass: there is an index, the kernel
+ * lists private gfns, and the VMs, their groups and policies are those
+ * the index was built for. Each VM must also be scanned from its private
+ * gfns (dd_scan_vm() gives up the index pass otherwise).
+ */
+static bool dd_index_usable(struct dd_pass *p)
+{
+	const struct dedup_state *s = p->state;
+	size_t i;
+
+	if (!s || !s->index || p->release_only || !p->be->get_private || s->no_private ||
+	    s->nr_index_vms != p->nr_vms)
+		return false;
+	for (i = 0; i < p->nr_vms; i++) {
+		const struct dd_index_vm *iv = &s->index_vms[i];
+		const struct dd_vm *vm = &p->vms[i];
+
+		if (iv->id != vm->id || iv->group != vm->group || iv->flags != vm->flags ||
+		    !vm->st)
+			return false;
+	}
+	return true;
+}
+
+/* A gfn the state remembers is forgotten (listed private): one gfn less on its frame. */
+static void dd_index_unref(struct dd_pass *p, uint32_t vi, uint64_t gfn)
+{
+	const struct dd_vm *vm = &p->vms[vi];
+	const struct dd_memo *m = vm->st->memo ? &vm->st->memo[gfn] : NULL;
+	struct dd_index_entry *e;
+	uint64_t scope;
+	uint32_t own;
+	int k;
+
+	if (!m || !m->handle)
+		return;
+	dd_scope_key(vm, &scope, &own);
+	e = dd_index_find(p->state, scope, own, m->hash);
+	if (!e || !e->refs || e->handle != m->handle)
+		return;
+	e->refs--;
+	for (k = 0; k < 2; k++)
+		if (e->vm[k] == vm->id && e->gfn[k] == gfn)
+			e->vm[k] = 0;
 }
 
 /*
@@ -934,6 +1151,9 @@ static int dd_join_memos(struct dd_pass *p, uint32_t vi, uint64_t from, uint64_t
 	struct dd_vm_state *st = p->vms[vi].st;
 	uint64_t g;
 
+	/* An index pass leaves them where they are. */
+	if (p->index)
+		return 0;
 	for (g = from; st->memo && st->kept && g < to; g++) {
 		const struct dd_memo *m = &st->memo[g];
 
@@ -997,9 +1217,12 @@ static int dd_list_vm(struct dd_pass *p, uint32_t vi, uint32_t count, uint64_t n
 			ret = dd_join_memos(p, vi, gfn, g);
 			if (ret)
 				return ret;
+			if (p->index)
+				dd_index_unref(p, vi, g);
 			dd_forget_memo(st, g);
 			gfn = g + 1;
-			st->checked = gfn;
+			if (!p->index)
+				st->checked = gfn;
 			memset(&p->nom[n], 0, sizeof(p->nom[n]));
 			p->nom[n].vm = vm->fd;
 			p->nom[n].flags = PAGESHARE_NOMINATE_HASH;
@@ -1053,6 +1276,20 @@ static int dd_scan_vm(struct dd_pass *p, uint32_t vi, uint64_t *done, uint64_t t
 	ret = dd_private_start(p, vi, &count, &next);
 	if (ret)
 		return ret;
+	if (p->index && !p->vms[vi].incremental) {
+		uint32_t j;
+
+		/*
+		 * Not an index pass after all: the full path, with the gfns
+		 * the VMs scanned so far remember, as dd_list_vm() takes them.
+		 */
+		p->index = false;
+		for (j = 0; j < vi; j++) {
+			ret = dd_join_memos(p, j, 0, p->vms[j].st->pages);
+			if (ret)
+				return ret;
+		}
+	}
 	if (p->vms[vi].incremental)
 		return dd_list_vm(p, vi, count, next, done, total);
 	ret = dd_check_vm(p, vi);
@@ -1077,10 +1314,101 @@ static int dd_cmp_page(const void *a, const void *b)
 	return x->gfn < y->gfn ? -1 : x->gfn > y->gfn;
 }
 
-/* Lower VM id (the VMs are sorted by id), then lower gfn. */
+/*
+ * A representative from the index first (its frame keeps the gfns the
+ * state remembers on it), then lower VM id (the VMs are sorted by id),
+ * then lower gfn.
+ */
 static bool dd_before(const struct dd_page *x, const struct dd_page *y)
 {
+	if (x->rep != y->rep)
+		return x->rep > y->rep;
 	return x->vm < y->vm || (x->vm == y->vm && x->gfn < y->gfn);
+}
+
+/*
+ * The representative of a group of the pages an index pass nominated
+ * (from p->pages[@i] on), or NULL: none, a dead entry. An entry whose
+ * two gfns are both gone, but not every gfn it counted, has lost its
+ * frame: *@lost is set, as for a (scope, hash) that has pages of other
+ * bytes (a hash collision).
+ */
+static struct dd_index_entry *dd_index_rep(struct dd_pass *p, size_t i, bool *lost)
+{
+	const struct dd_page *pg = &p->pages[i];
+	struct dd_index_entry *e;
+	uint64_t scope;
+	uint32_t own;
+
+	dd_scope_key(&p->vms[pg->vm], &scope, &own);
+	e = dd_index_find(p->state, scope, own, pg->hash);
+	if (!e || !e->refs)
+		return NULL;
+	if (e->flags & DD_IX_COLLIDED)
+		*lost = true;
+	if (!dd_index_live(p, e, 0)) {
+		if (dd_index_live(p, e, 1)) {
+			e->vm[0] = e->vm[1];
+			e->gfn[0] = e->gfn[1];
+		} else {
+			*lost = true;
+		}
+		e->vm[1] = 0;
+	}
+	return *lost ? NULL : e;
+}
+
+/*
+ * An index pass: add to the pages nominated (the private gfns) the
+ * representative of each of their (scope, hash) that the index knows,
+ * as a page of the pass, which dd_pick_source() makes the source of its
+ * group. If the index cannot tell (a lost frame, a collision), the pass
+ * takes the full path instead: every gfn remembered joins it.
+ */
+static int dd_index_join(struct dd_pass *p)
+{
+	size_t i, j, n = p->nr_pages;
+	bool lost = false;
+	int ret;
+
+	qsort(p->pages, n, sizeof(*p->pages), dd_cmp_page);
+	for (i = 0; i < n && !lost; i = j) {
+		for (j = i + 1; j < n; j++)
+			if (p->pages[j].scope != p->pages[i].scope ||
+			    p->pages[j].hash != p->pages[i].hash)
+				break;
+		dd_index_rep(p, i, &lost);
+	}
+	if (lost) {
+		p->index = false;
+		for (i = 0; i < p->nr_vms; i++) {
+			ret = dd_join_memos(p, i, 0, p->vms[i].st->pages);
+			if (ret)
+				return ret;
+		}
+		return 0;
+	}
+	for (i = 0; i < n; i = j) {
+		struct dd_index_entry *e;
+		struct dd_vm *rvm;
+
+		for (j = i + 1; j < n; j++)
+			if (p->pages[j].scope != p->pages[i].scope ||
+			    p->pages[j].hash != p->pages[i].hash)
+				break;
+		e = dd_index_rep(p, i, &lost);
+		if (!e)
+			continue;
+		rvm = dd_find_vm(p, e->vm[0]);
+		if (dd_add_page(p, rvm - p->vms, e->gfn[0], e->handle, e->hash))
+			return dd_fail(p, -ENOMEM, PAGESHARE_OP_NOMINATE, "content index");
+		p->pages[p->nr_pages - 1].rep = e->refs > 1 ? DD_REP_SHARED : DD_REP;
+		p->res->candidates--;
+		rvm->candidates--;
+		p->res->index_reps++;
+	}
+	p->res->indexed = n;
+	return 0;
 }
 
 static struct dd_vm *dd_page_vm(struct dd_pass *p, const struct dd_page *pg)
@@ -1223,10 +1551,17 @@ static void dd_mark_frame(struct dd_pass *p, struct dd_run *r, size_t i, uint64_
 	}
 }
 
-/* Whether a gfn of the group is on the source's frame besides the source. */
+/*
+ * Whether a gfn of the group is on the source's frame besides the source:
+ * for a representative from the index, gfns the pass does not see may be.
+ */
 static bool dd_src_paired(const struct dd_pass *p, const struct dd_run *r)
 {
 	size_t i;
+
+	if (r->src != DD_NONE && p->pages[r->src].rep == DD_REP_SHARED &&
+	    p->pages[r->src].handle == r->src_handle)
+		return true;
 
 	for (i = r->start; i < r->end; i++) {
 		const struct dd_page *pg = &p->pages[i];
@@ -1597,6 +1932,147 @@ static void dd_state_store(struct dd_pass *p)
 }
 
 /*
+ * Enter in the index what the pass left: for each group that ended with a
+ * source, the source's frame, with the gfns the state now remembers on it;
+ * then each page kept alone whose (scope, hash) has no frame. An entry
+ * that has the group's frame already (its representative was the source)
+ * only counts the gfns moved onto it, and takes one as its spare if it has
+ * none. Return 0 or -ENOMEM.
+ */
+static int dd_index_note(struct dd_pass *p)
+{
+	struct dedup_state *s = p->state;
+	struct dd_index_entry *e;
+	uint64_t scope;
+	uint32_t own;
+	size_t i, j;
+
+	for (i = 0; i < p->nr_runs; i++) {
+		const struct dd_run *r = &p->runs[i];
+		const struct dd_page *src = r->src != DD_NONE ? &p->pages[r->src] : NULL;
+		size_t spare = DD_NONE;
+		bool collided = r->classes;
+		uint32_t n = 0;
+
+		if (!src || src->handle != r->src_handle || !dd_kept(p, src))
+			continue;
+		for (j = r->start; j < r->end; j++) {
+			const struct dd_page *pg = &p->pages[j];
+
+			collided |= pg->state == DD_DIFFER;
+			if (pg->handle != r->src_handle || !dd_kept(p, pg))
+				continue;
+			n += !pg->rep;
+			if (j != r->src && spare == DD_NONE)
+				spare = j;
+		}
+		dd_scope_key(dd_page_vm(p, src), &scope, &own);
+		e = dd_index_get(s, scope, own, src->hash);
+		if (!e)
+			return -ENOMEM;
+		if (e->handle != r->src_handle || !e->refs) {
+			e->handle = r->src_handle;
+			e->refs = 0;
+			e->vm[0] = dd_page_vm(p, src)->id;
+			e->gfn[0] = src->gfn;
+			e->vm[1] = 0;
+		}
+		e->refs += n;
+		if (collided)
+			e->flags |= DD_IX_COLLIDED;
+		if (spare != DD_NONE && !dd_index_live(p, e, 1)) {
+			e->vm[1] = dd_page_vm(p, &p->pages[spare])->id;
+			e->gfn[1] = p->pages[spare].gfn;
+		}
+	}
+	for (i = 0; i < p->nr_pages; i++) {
+		const struct dd_page *pg = &p->pages[i];
+
+		if (pg->rep || !dd_kept(p, pg) ||
+		    (pg->state != DD_ALONE && pg->state != DD_UNPAIRED && pg->state != DD_POLICY))
+			continue;
+		dd_scope_key(dd_page_vm(p, pg), &scope, &own);
+		e = dd_index_find(s, scope, own, pg->hash);
+		if (e && e->refs)
+			continue;
+		e = dd_index_get(s, scope, own, pg->hash);
+		if (!e)
+			return -ENOMEM;
+		e->handle = pg->handle;
+		e->refs = 1;
+		e->vm[0] = dd_page_vm(p, pg)->id;
+		e->gfn[0] = pg->gfn;
+		e->vm[1] = 0;
+	}
+	for (i = 0; i < p->nr_pages; i++) {
+		const struct dd_page *pg = &p->pages[i];
+
+		if (pg->state != DD_DIFFER)
+			continue;
+		dd_scope_key(dd_page_vm(p, pg), &scope, &own);
+		e = dd_index_find(s, scope, own, pg->hash);
+		if (e)
+			e->flags |= DD_IX_COLLIDED;
+	}
+	return 0;
+}
+
+/* The index of a pass that took the full path: made anew from its groups and pages. */
+static int dd_index_build(struct dd_pass *p)
+{
+	struct dedup_state *s = p->state;
+	size_t i, n = p->nr_runs, cap = 64;
+
+	dd_index_drop(s);
+	for (i = 0; i < p->nr_pages; i++)
+		n += p->pages[i].state == DD_ALONE || p->pages[i].state == DD_UNPAIRED ||
+		     p->pages[i].state == DD_POLICY;
+	while (cap * 3 < n * 4 + 4)
+		cap *= 2;
+	s->index_vms = calloc(p->nr_vms ? p->nr_vms : 1, sizeof(*s->index_vms));
+	if (!s->index_vms || dd_index_resize(s, cap))
+		return -ENOMEM;
+	s->nr_index_vms = p->nr_vms;
+	for (i = 0; i < p->nr_vms; i++) {
+		s->index_vms[i].id = p->vms[i].id;
+		s->index_vms[i].group = p->vms[i].group;
+		s->index_vms[i].flags = p->vms[i].flags;
+	}
+	return dd_index_note(p);
+}
+
+/*
+ * Keep the index after a pass: rebuilt after one that took the full path,
+ * updated after an index pass. Dropped after a pass that ended early, and
+ * after an index pass that lost track of a frame with gfns on it (an entry
+ * whose two gfns were both written, a representative written during the
+ * pass) or met a hash collision, which the full path sorts out: the next
+ * pass takes it.
+ */
+static void dd_index_store(struct dd_pass *p)
+{
+	size_t i;
+
+	if (!p->keep_alone)
+		goto drop;
+	if (!p->index) {
+		if (dd_index_build(p))
+			goto drop;
+		return;
+	}
+	for (i = 0; i < p->nr_pages; i++) {
+		const struct dd_page *pg = &p->pages[i];
+
+		if (pg->rep == DD_REP_SHARED && !dd_kept(p, pg))
+			p->index_lost = true;
+	}
+	if (!p->index_lost && !dd_index_note(p))
+		return;
+drop:
+	dd_index_drop(p->state);
+}
+
+/*
  * A share moves every gfn on the client's frame, those of VMs this pass
  * did not scan included: after one, such a VM's memos may name a dead
  * handle, and its next pass must query them.
@@ -1900,8 +2376,17 @@ static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg
 		goto close;
 	for (i = 0; i < p.nr_vms; i++)
 		total += p.vms[i].pages;
+	p.index = dd_index_usable(&p);
 	for (i = 0; i < p.nr_vms && !ret && !release_only; i++)
 		ret = dd_scan_vm(&p, i, &done, total);
+	if (p.index && !ret && !dd_stopped(&p))
+		ret = dd_index_join(&p);
+	res->index_pass = p.index;
+	for (i = 0; p.index && i < p.nr_vms; i++) {
+		/* The gfns remembered and not listed are taken as they are, unseen. */
+		res->reused += p.vms[i].st->kept;
+		res->scanned += p.vms[i].st->kept;
+	}
 	if (!ret)
 		ret = dd_make_runs(&p);
 	if (ret)
@@ -1916,6 +2401,12 @@ static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg
 	p.keep_alone = p.state && !ret && !dd_stopped(&p) && !release_only;
 	if (p.keep_alone)
 		dd_state_alloc(&p);
+	/*
+	 * An index pass took no remembered gfn: none to release, but after
+	 * an early end, all of them (as today's path would).
+	 */
+	for (i = 0; p.index && i < p.nr_vms; i++)
+		p.vms[i].st->checked = p.keep_alone ? p.vms[i].st->pages : 0;
 	/* Release what was nominated even after a failure, if the kernel lets us. */
 	if (dd_release(&p)) {
 		/* What it left behind is unknown. */
@@ -1929,6 +2420,7 @@ static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg
 		dd_state_store(&p);
 		if (res->freed)
 			dd_state_unsure(&p);
+		dd_index_store(&p);
 	}
 close:
 	dd_close_vms(&p);
@@ -1972,6 +2464,7 @@ int dedup_state_release(const struct dedup_backend *be, const struct dedup_confi
 	res->audit = -1;
 	if (!s)
 		return 0;
+	dd_index_drop(s);
 	/* VMs with nothing kept need no visit. */
 	for (i = 0; i < s->nr_vms; i++) {
 		if (s->vms[i]->kept)

@@ -206,6 +206,11 @@ struct dedup_config {
  *			state at least, for its discard count; more for a VM
  *			scanned from its private gfns.
  * @private_listed:	gfns those calls listed as private.
+ * @indexed:		gfns an index pass nominated and looked up in the
+ *			content index (see dedup_pass()); 0 in other passes.
+ * @index_reps:		Representatives the index gave those: frames that
+ *			gfns remembered are on, which the pass shared into.
+ * @index_pass:		1 if the pass was an index pass, else 0.
  * @saved_known:	@saved_delta is known (the backend has saved_frames).
  * @saved_delta:	Change of the module-wide saved_frames over the pass.
  * @ns:			Duration of the pass.
@@ -243,6 +248,9 @@ struct dedup_result {
 	uint64_t query_calls;
 	uint64_t private_calls;
 	uint64_t private_listed;
+	uint64_t indexed;
+	uint64_t index_reps;
+	uint64_t index_pass;
 	bool saved_known;
 	int64_t saved_delta;
 	uint64_t ns;
@@ -273,6 +281,12 @@ struct dedup_result {
  * without a query, and only the listed ones are nominated, at a cost in
  * the gfns written since, not in the VM's size. Any other VM, or all of
  * them with a kernel without PAGESHARE_GET_PRIVATE, is queried as above.
+ * Best of all, when every VM is scanned from its private gfns and the
+ * VMs, groups and policies are those of the last pass, the pass is an
+ * index pass: only the gfns listed are sorted, and each group of equal
+ * ones is shared onto a frame that a content index kept in the state
+ * names for its (scope, hash), without the remembered gfns joining the
+ * pass: a pass costs in the gfns written since the last one.
  *
  * Return: 0, or the negative errno of a failure that ended the pass (also
  * in @res->err, with @res->err_op and @res->err_what).

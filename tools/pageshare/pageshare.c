@@ -661,6 +661,9 @@ static void dedup_report(const struct dedup_result *r, unsigned int pass, bool i
 			       " listed private in %" PRIu64 " calls\n", r->reused,
 			       "not hashed again", r->queried, r->query_calls, r->private_listed,
 			       r->private_calls);
+		if (r->index_pass)
+			printf("  indexed  %" PRIu64 " pages looked up in the content index, %"
+			       PRIu64 " frames found there\n", r->indexed, r->index_reps);
 		printf("  saved    %.1f MiB (", dedup_saved_mib(r, ps));
 		if (r->saved_known)
 			printf("saved_frames %+" PRId64 "; ", r->saved_delta);
@@ -672,10 +675,12 @@ static void dedup_report(const struct dedup_result *r, unsigned int pass, bool i
 	printf("dedup: scanned=%" PRIu64 " shared=%" PRIu64 " zero=%" PRIu64 " skipped=%" PRIu64
 	       " retried=%" PRIu64 " saved_mib=%.1f seconds=%.2f mib_per_s=%.1f reused=%" PRIu64
 	       " queried=%" PRIu64 " query_calls=%" PRIu64 " kept_alone=%" PRIu64
-	       " private_calls=%" PRIu64 " private_listed=%" PRIu64 "\n",
+	       " private_calls=%" PRIu64 " private_listed=%" PRIu64 " indexed=%" PRIu64
+	       " index_reps=%" PRIu64 " index_pass=%" PRIu64 "\n",
 	       r->scanned, r->shared, r->zero, dedup_skipped(r), r->retried,
 	       dedup_saved_mib(r, ps), secs, mibps, r->reused, r->queried, r->query_calls,
-	       r->kept_alone, r->private_calls, r->private_listed);
+	       r->kept_alone, r->private_calls, r->private_listed, r->indexed, r->index_reps,
+	       r->index_pass);
 	fflush(stdout);
 }
 

@@ -159,7 +159,7 @@ if [ -n "$FAKE" ]; then
 	PS=$FAKE
 
 	run 0 "fake: dedup" --device /dev/null --sysfs "$F" dedup
-	has out "^dedup: scanned=220 shared=118 zero=90 skipped=5 retried=0 saved_mib=0.5 seconds=[0-9]*\.[0-9][0-9] mib_per_s=[0-9]*\.[0-9] reused=0 queried=65 query_calls=1 kept_alone=0 private_calls=0 private_listed=0$" \
+	has out "^dedup: scanned=220 shared=118 zero=90 skipped=5 retried=0 saved_mib=0.5 seconds=[0-9]*\.[0-9][0-9] mib_per_s=[0-9]*\.[0-9] reused=0 queried=65 query_calls=1 kept_alone=0 private_calls=0 private_listed=0 indexed=0 index_reps=0 index_pass=0$" \
 		"fake: dedup: the summary line"
 	has out "^3 VMs, 220 pages (0.9 MiB) scanned in " "fake: dedup: report, VMs and pages"
 	has out "^  shared   118 pages onto 32 frames (90 zero pages), 0 already shared, 0 retried$" \
@@ -204,11 +204,11 @@ if [ -n "$FAKE" ]; then
 	[ "$(grep -c "^dedup: scanned=" "$TMP/out")" -ge 3 ]
 	ok $? "fake: dedup --interval: a pass every 0.2 s ($(grep -c . "$TMP/out") lines)"
 	# The 5 holes of VM 3 are not visited: never listed as private.
-	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=215 shared=0 zero=90 skipped=0 retried=0 saved_mib=0.0 "
+	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=215 shared=0 zero=0 skipped=0 retried=0 saved_mib=0.0 "
 	ok $? "fake: dedup --interval: the second pass finds nothing new, and no hole"
-	sed -n 1p "$TMP/out" | grep -q " reused=0 queried=0 query_calls=0 kept_alone=65 private_calls=3 private_listed=3$"
+	sed -n 1p "$TMP/out" | grep -q " reused=0 queried=0 query_calls=0 kept_alone=65 private_calls=3 private_listed=3 indexed=0 index_reps=0 index_pass=0$"
 	ok $? "fake: dedup --interval: the first pass keeps the 65 pages left alone nominated"
-	sed -n 2p "$TMP/out" | grep -q " reused=215 queried=0 query_calls=0 kept_alone=65 private_calls=3 private_listed=0$"
+	sed -n 2p "$TMP/out" | grep -q " reused=215 queried=0 query_calls=0 kept_alone=0 private_calls=3 private_listed=0 indexed=0 index_reps=0 index_pass=1$"
 	ok $? "fake: dedup --interval: the second pass reuses all 215 pages, no query, nothing listed"
 	has err "^fake: check=0 saved=118 alone=0 " \
 		"fake: dedup --interval: the kept pages made private again at exit"
@@ -239,13 +239,13 @@ if [ -n "$FAKE" ]; then
 	st=$?
 	[ $st = 0 ]
 	ok $? "fake: dedup --interval --full-passes: SIGTERM ends it with status 0 (got $st)"
-	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=220 shared=0 zero=90 skipped=5 retried=0 saved_mib=0.0 .* reused=0 queried=65 query_calls=1 kept_alone=0 private_calls=0 private_listed=0$"
+	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=220 shared=0 zero=90 skipped=5 retried=0 saved_mib=0.0 .* reused=0 queried=65 query_calls=1 kept_alone=0 private_calls=0 private_listed=0 indexed=0 index_reps=0 index_pass=0$"
 	ok $? "fake: dedup --full-passes: the second pass hashes all and releases the 65 alone"
 	has err "^fake: check=0 saved=118 alone=0 " "fake: dedup --full-passes: nothing left nominated"
 
 	run 0 "fake: dedup --full-passes, one pass" --device /dev/null --sysfs "$F" dedup \
 		--full-passes --quiet
-	has out " reused=0 queried=65 query_calls=1 kept_alone=0 private_calls=0 private_listed=0$" \
+	has out " reused=0 queried=65 query_calls=1 kept_alone=0 private_calls=0 private_listed=0 indexed=0 index_reps=0 index_pass=0$" \
 		"fake: dedup --full-passes, one pass: as without it"
 
 	# A module older than PAGESHARE_GET_PRIVATE: tried once, then queries, as before.
@@ -258,9 +258,9 @@ if [ -n "$FAKE" ]; then
 	st=$?
 	[ $st = 0 ] && ! grep -q "^pageshare:" "$TMP/err"
 	ok $? "fake: dedup --interval, API 4: SIGTERM ends it with status 0, no message (got $st)"
-	sed -n 1p "$TMP/out" | grep -q " kept_alone=65 private_calls=1 private_listed=0$"
+	sed -n 1p "$TMP/out" | grep -q " kept_alone=65 private_calls=1 private_listed=0 indexed=0 index_reps=0 index_pass=0$"
 	ok $? "fake: dedup --interval, API 4: the first pass tries GET_PRIVATE once"
-	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=220 shared=0 zero=90 skipped=5 .* reused=215 queried=215 query_calls=3 kept_alone=65 private_calls=0 private_listed=0$"
+	sed -n 2p "$TMP/out" | grep -q "^dedup: scanned=220 shared=0 zero=90 skipped=5 .* reused=215 queried=215 query_calls=3 kept_alone=65 private_calls=0 private_listed=0 indexed=0 index_reps=0 index_pass=0$"
 	ok $? "fake: dedup --interval, API 4: the second pass queries, and tries no more"
 	has err "^fake: check=0 saved=118 alone=0 " "fake: dedup --interval, API 4: nothing left nominated"
 

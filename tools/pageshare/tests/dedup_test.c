@@ -789,12 +789,26 @@ static void test_inc_unchanged(void)
 		   "inc unchanged: one GET_PRIVATE call per VM, nothing listed (%zu calls)",
 		   fk.private_calls);
 	}
-	ok(res.scanned == 48 && res.candidates == 48, "inc unchanged: 48 scanned, 48 candidates");
-	ok(res.shared == 0 && res.freed == 0 && res.already == 28 && res.frames == 4 &&
-	   res.zero == 8, "inc unchanged: nothing new (already %" PRIu64 ")", res.already);
+	if (!inc_listing()) {
+		ok(res.scanned == 48 && res.candidates == 48,
+		   "inc unchanged: 48 scanned, 48 candidates");
+		ok(res.shared == 0 && res.freed == 0 && res.already == 28 && res.frames == 4 &&
+		   res.zero == 8, "inc unchanged: nothing new (already %" PRIu64 ")", res.already);
+		ok(res.alone == 16 && res.kept_alone == 16,
+		   "inc unchanged: 16 still alone and kept");
+	} else {
+		/* An index pass: the 48 taken as they are, none of them visited. */
+		ok(res.scanned == 48 && res.candidates == 0 && res.index_pass == 1 &&
+		   res.indexed == 0 && res.index_reps == 0,
+		   "inc unchanged: 48 scanned, an index pass with no candidate (%" PRIu64 ")",
+		   res.candidates);
+		ok(res.shared == 0 && res.freed == 0 && res.already == 0 && res.frames == 0 &&
+		   res.zero == 0, "inc unchanged: nothing new, nothing visited");
+		ok(res.alone == 0 && res.kept_alone == 0,
+		   "inc unchanged: the 16 alone kept, not visited");
+	}
 	ok(fk.share_calls == 0 && fk.unshare_calls == 0 && res.unshared == 0,
 	   "inc unchanged: no share or unshare call");
-	ok(res.alone == 16 && res.kept_alone == 16, "inc unchanged: 16 still alone and kept");
 	ok(res.saved_delta == 0 && fk_saved(&fk) == saved, "inc unchanged: saved unchanged");
 	ok(fk_check(&fk) == 0 && fk.bad_fd == 0,
 	   "inc unchanged: invariants hold, no bad descriptor");
@@ -867,7 +881,9 @@ static void test_inc_written(void)
 	   "inc written: changed bytes, on a frame of its own");
 	ok(res.shared == 2 && res.already == 0 && res.frames == 2 && res.retried == 0 &&
 	   res.stale == 0, "inc written: 2 shared, counted (shared %" PRIu64 ")", res.shared);
-	ok(res.alone == 2 && res.kept_alone == 2, "inc written: VM 1 gfn 2 and VM 2 gfn 2 alone");
+	/* An index pass visits only VM 2 gfn 2, not VM 1 gfn 2, alone as before. */
+	ok(res.alone == (inc_listing() ? 1 : 2) && res.kept_alone == res.alone,
+	   "inc written: VM 1 gfn 2 and VM 2 gfn 2 alone");
 	ok(fk_saved(&fk) == saved, "inc written: saved as before the writes");
 	ok(fk_content(&fk, 2, 1) == 0x20 && fk_content(&fk, 2, 2) == 0x41 &&
 	   fk_content(&fk, 1, 2) == 0x40, "inc written: every gfn reads its last write");
@@ -876,7 +892,7 @@ static void test_inc_written(void)
 	fk_write(&fk, 2, 1, 0x50);
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc written: third pass succeeds");
-	ok(fk.hashed == 1 && res.reused == 5 && res.kept_alone == 4,
+	ok(fk.hashed == 1 && res.reused == 5 && res.kept_alone == (inc_listing() ? 1 : 4),
 	   "inc written: 1 hashed, 5 reused, 4 alone kept (hashed %zu)", fk.hashed);
 	ok(fk_frame_of(&fk, 1, 1) != FK_NONE, "inc written: the partner left alone kept its frame");
 
@@ -909,20 +925,24 @@ static void test_inc_alone_written(void)
 	ok(!fk_inc_pass(&fk, st, &res), "inc alone: second pass succeeds");
 	ok(fk.hashed == 1 && res.reused == 3, "inc alone: the written page hashed again (%zu)",
 	   fk.hashed);
-	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && res.kept_alone == 2 && res.unshared == 0,
-	   "inc alone: still unique: kept nominated with its new hash");
+	ok(fk_frame_of(&fk, 1, 0) != FK_NONE && res.kept_alone == (inc_listing() ? 1 : 2) &&
+	   res.unshared == 0, "inc alone: still unique: kept nominated with its new hash");
 	ok(fk_content(&fk, 1, 0) == 0x5, "inc alone: it reads its write");
 
 	/* Written with the bytes of the shared pair: it joins their frame. */
 	fk_write(&fk, 1, 1, 0x3);
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc alone: third pass succeeds");
-	/* The lowest gfn of the group, it is the source: the pair's frame moves onto its. */
+	/*
+	 * The lowest gfn of the group, it is the source: the pair's frame
+	 * moves onto its. An index pass moves it onto the pair's frame.
+	 */
 	f = fk_frame_of(&fk, 1, 1);
-	ok(fk.hashed == 1 && res.shared == 2 && f != FK_NONE && fk_frame_of(&fk, 1, 2) == f &&
-	   fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 3,
+	ok(fk.hashed == 1 && res.shared == (inc_listing() ? 1 : 2) && f != FK_NONE &&
+	   fk_frame_of(&fk, 1, 2) == f && fk_frame_of(&fk, 1, 3) == f &&
+	   fk.frames[f].sharers == 3,
 	   "inc alone: hashed again and shared with the pair (%" PRIu64 " moved)", res.shared);
-	ok(res.kept_alone == 1, "inc alone: 1 kept alone");
+	ok(res.kept_alone == (inc_listing() ? 0 : 1), "inc alone: 1 kept alone");
 
 	/* A fourth pass finds nothing new. */
 	fk_zero_counts(&fk);
@@ -970,8 +990,8 @@ static void test_inc_alone_written(void)
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res), "inc alone: sixth pass succeeds");
 	f = fk_frame_of(&fk, 1, 0);
-	ok(fk.hashed == 1 && res.reused == 3 && res.shared == 3 && f != FK_NONE &&
-	   fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 4,
+	ok(fk.hashed == 1 && res.reused == 3 && res.shared == (inc_listing() ? 1 : 3) &&
+	   f != FK_NONE && fk_frame_of(&fk, 1, 3) == f && fk.frames[f].sharers == 4,
 	   "inc alone: written again: hashed, and shared (%" PRIu64 " moved)", res.shared);
 	ok(!fk_release(&fk, st, &res) && res.unshared == 0, "inc alone: release: nothing alone");
 	fk_end(&fk, "inc alone");
@@ -1205,8 +1225,9 @@ static void test_inc_no_intra(void)
 	ok(!fk_inc_pass(&fk, st, &res) && res.policy == 1 && res.kept_alone == 1,
 	   "inc no-intra: 1 kept apart, kept nominated");
 	fk_zero_counts(&fk);
-	ok(!fk_inc_pass(&fk, st, &res) && fk.hashed == 0 && res.reused == 3 && res.policy == 1 &&
-	   fk.share_calls == 0, "inc no-intra: second pass: nothing hashed or shared");
+	ok(!fk_inc_pass(&fk, st, &res) && fk.hashed == 0 && res.reused == 3 &&
+	   res.policy == (inc_listing() ? 0 : 1) && fk.share_calls == 0,
+	   "inc no-intra: second pass: nothing hashed or shared");
 	ok(!fk_release(&fk, st, &res) && res.unshared == 1,
 	   "inc no-intra: release made it private");
 	fk_end(&fk, "inc no-intra");
@@ -1455,7 +1476,8 @@ static void test_priv_written(void)
 	   "priv written: unchanged: no nominate, no query, no hole (%zu nominated, %zu queried)",
 	   fk.nominated, fk.queried);
 	ok(res.private_calls == 2 && res.private_listed == 0 && res.reused == 32 &&
-	   res.scanned == 32 && res.already == 8 && res.frames == 8 && res.kept_alone == 16,
+	   res.scanned == 32 && res.already == 0 && res.frames == 0 && res.kept_alone == 0 &&
+	   res.candidates == 0 && res.index_pass == 1,
 	   "priv written: a GET_PRIVATE call per VM lists nothing; 32 reused as they were");
 
 	/* 3 gfns written, 2 holes filled. */
@@ -1543,7 +1565,7 @@ static void test_priv_holes(void)
 	fk_g(&fk, 1, 999)->busy = false;
 	fk_zero_counts(&fk);
 	ok(!fk_inc_pass(&fk, st, &res) && fk.nominated == 1 && res.busy == 0 &&
-	   res.kept_alone == 6, "priv holes: unpinned, listed and nominated once more, kept");
+	   res.kept_alone == 1, "priv holes: unpinned, listed and nominated once more, kept");
 	ok(!fk_release(&fk, st, &res) && res.unshared == 6, "priv holes: release made 6 private");
 	fk_end(&fk, "priv holes");
 	fk_end(&ref, "priv holes, full");
@@ -1833,8 +1855,10 @@ static void test_priv_enotty(void)
 			   res2.queried == 0,
 			   "priv ENOTTY: pass %d queries, tries no more (%" PRIu64 ")", pass,
 			   res.queried);
-		same &= fk_saved(&fk) == fk_saved(&fk2) && res.shared == res2.shared &&
-			res.kept_alone == res2.kept_alone && res.reused == res2.reused;
+		/* An index pass counts only what it visits: compare the kernels. */
+		same &= fk_saved(&fk) == fk_saved(&fk2) &&
+			fk_nominated_alone(&fk) == fk_nominated_alone(&fk2) &&
+			res.reused == res2.reused;
 		fk_write(&fk, 2, pass, 0x4);
 		fk_write(&fk2, 2, pass, 0x4);
 	}
@@ -1934,7 +1958,12 @@ static void test_priv_equivalence(void)
 			}
 			if (fk_saved(&a) != fk_saved(&c) || fk_saved(&b) != fk_saved(&c))
 				bad_saved++;
-			if (a.hashed != b.hashed)
+			/*
+			 * Index passes hash no more; less if a query pass
+			 * released a page of a collision (EILSEQ) that an
+			 * index pass never visits.
+			 */
+			if (a.hashed > b.hashed)
 				bad_hashed++;
 			if (!fk_optimal(&a, true) || !fk_optimal(&b, true) ||
 			    !fk_optimal(&c, false))
@@ -1964,7 +1993,7 @@ static void test_priv_equivalence(void)
 	   bad_saved);
 	ok(!bad_optimal, "priv random: every set of equal pages on one frame (%d bad)",
 	   bad_optimal);
-	ok(!bad_hashed, "priv random: the private gfns hash what the queries do (%d bad)",
+	ok(!bad_hashed, "priv random: the private gfns hash no more than the queries (%d bad)",
 	   bad_hashed);
 	ok(!bad_alone, "priv random: nothing left nominated after the release (%d bad)",
 	   bad_alone);
