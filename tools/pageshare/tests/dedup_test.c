@@ -1869,6 +1869,314 @@ static void test_priv_enotty(void)
 	fk_end(&fk2, "priv ENOTTY, with it");
 }
 
+/* The share entries of the fake's calls: all results, since fk_zero_counts() does not clear them. */
+static size_t fk_share_entries(struct fk *fk)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < 256; i++)
+		n += fk->share_err[i];
+	return n;
+}
+
+/*
+ * Two VMs of a group: 4 zero pages, 4 pairs common to both, a trio
+ * repeated within VM 1, 4 unique pages each; 8 holes each.
+ */
+static void index_vms(struct fk *fk)
+{
+	uint64_t g;
+
+	fk_init(fk);
+	fk_add_vm(fk, 1, 24, 0xe, 0);
+	fk_add_vm(fk, 2, 24, 0xe, 0);
+	for (g = 0; g < 4; g++) {
+		fill(fk, 1, g, 0);
+		fill(fk, 2, g, 0);
+		fill(fk, 1, 4 + g, 0xc0 + g);
+		fill(fk, 2, 4 + g, 0xc0 + g);
+		fill(fk, 1, 12 + g, 0x100 + g);
+		fill(fk, 2, 12 + g, 0x200 + g);
+	}
+	for (g = 8; g < 11; g++)
+		fill(fk, 1, g, 0xab);
+}
+
+/* An index pass, its calls counted from zero. */
+static int index_pass(struct fk *fk, struct dedup_state *st, struct dedup_result *res,
+		      size_t *shares)
+{
+	size_t before = fk_share_entries(fk);
+	int ret;
+
+	fk_zero_counts(fk);
+	ret = fk_inc_pass(fk, st, res);
+	*shares = fk_share_entries(fk) - before;
+	return ret;
+}
+
+/*
+ * Index passes: a pass over unchanged VMs only lists; k pages written
+ * with remembered bytes cost k nominates and k shares, onto the frames
+ * the index names, and the savings come back.
+ */
+static void test_index_steady(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	uint64_t saved;
+	size_t shares;
+	struct fk fk;
+	int f;
+
+	index_vms(&fk);
+	ok(!fk_inc_pass(&fk, st, &res) && res.index_pass == 0 && res.indexed == 0,
+	   "index steady: the first pass takes the full path");
+	saved = fk_saved(&fk);
+	ok(saved == 2 * 4 - 1 + 4 + 2, "index steady: saved %" PRIu64 " frames", saved);
+
+	ok(!index_pass(&fk, st, &res, &shares), "index steady: second pass succeeds");
+	ok(res.index_pass == 1 && res.candidates == 0 && res.indexed == 0 && res.index_reps == 0,
+	   "index steady: an index pass, no page visited (%" PRIu64 " candidates)",
+	   res.candidates);
+	ok(fk.nominated == 0 && fk.share_calls == 0 && fk.query_calls == 0 &&
+	   fk.unshare_calls == 0 && fk.private_calls == 2 && shares == 0,
+	   "index steady: nothing written: one GET_PRIVATE call per VM, no other call");
+	ok(res.reused == 27 && res.scanned == 27 && fk_saved(&fk) == saved,
+	   "index steady: the 27 remembered taken as they are (%" PRIu64 ")", res.reused);
+
+	/* 3 pages rewritten with their bytes, one a zero page, one of the trio. */
+	fk_write(&fk, 2, 1, 0);
+	fk_write(&fk, 2, 5, 0xc1);
+	fk_write(&fk, 1, 9, 0xab);
+	ok(fk_saved(&fk) == saved - 3, "index steady: the writes gave back 3 frames");
+	ok(!index_pass(&fk, st, &res, &shares), "index steady: third pass succeeds");
+	ok(res.index_pass == 1 && res.indexed == 3 && res.index_reps == 3 &&
+	   res.candidates == 3 && fk.nominated == 3 && fk.hashed == 3 && shares == 3,
+	   "index steady: 3 written: 3 nominates, 3 representatives, 3 shares (%zu)", shares);
+	ok(res.shared == 3 && res.frames == 3 && res.alone == 0 && fk_saved(&fk) == saved,
+	   "index steady: shared onto the remembered frames, saved as before (%" PRIu64 ")",
+	   fk_saved(&fk));
+	f = fk_frame_of(&fk, 1, 1);
+	ok(f != FK_NONE && fk_frame_of(&fk, 2, 1) == f && fk.frames[f].sharers == 8,
+	   "index steady: the zero page back on the zero frame");
+	ok(fk_optimal(&fk, true), "index steady: every set of equal pages on one frame");
+
+	/* A page written with the bytes of a unique page kept alone: shared with it. */
+	fk_write(&fk, 1, 20, 0x202);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.index_reps == 1 &&
+	   shares == 1 && fk_frame_of(&fk, 1, 20) == fk_frame_of(&fk, 2, 14) &&
+	   fk_frame_of(&fk, 1, 20) != FK_NONE && fk_saved(&fk) == saved + 1,
+	   "index steady: a filled hole shares with a page kept alone");
+	/* New bytes: kept alone, and in the index for the next pass. */
+	fk_write(&fk, 1, 21, 0x777);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.index_reps == 0 &&
+	   shares == 0 && res.alone == 1 && res.kept_alone == 1,
+	   "index steady: new bytes: alone, kept");
+	fk_write(&fk, 2, 21, 0x777);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.index_reps == 1 &&
+	   shares == 1 && fk_frame_of(&fk, 2, 21) == fk_frame_of(&fk, 1, 21),
+	   "index steady: and found there by the next");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && fk.nominated == 0 &&
+	   shares == 0, "index steady: then nothing again");
+	ok(fk_optimal(&fk, true), "index steady: every set of equal pages on one frame");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 7,
+	   "index steady: release made the 7 alone private");
+	fk_end(&fk, "index steady");
+}
+
+/*
+ * A frame's gfns all written: its entry is dead, the first written page
+ * is the new representative. A representative and its spare written, with
+ * gfns left on the frame: the full path, which finds them. A representative
+ * written during the pass (ESTALE): a new source for the pass, and the
+ * next pass takes the full path, which puts all on one frame again.
+ */
+static void test_index_dead(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	uint64_t saved;
+	size_t shares;
+	struct fk fk;
+
+	index_vms(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "index dead: first pass succeeds");
+	saved = fk_saved(&fk);
+
+	/* Both gfns of the pair at gfn 4 written with their bytes: a dead entry. */
+	fk_write(&fk, 1, 4, 0xc0);
+	fk_write(&fk, 2, 4, 0xc0);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.indexed == 2 &&
+	   res.index_reps == 0 && shares == 1 && res.shared == 1 && fk_saved(&fk) == saved &&
+	   fk_frame_of(&fk, 1, 4) == fk_frame_of(&fk, 2, 4),
+	   "index dead: a frame whose gfns were all written: a new one, saved as before");
+	fk_write(&fk, 2, 4, 0xc0);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.index_reps == 1 &&
+	   shares == 1 && fk_saved(&fk) == saved,
+	   "index dead: the new frame in the index");
+
+	/* Two of the trio written (the representative and its spare), one left on the frame. */
+	fk_write(&fk, 1, 8, 0xab);
+	fk_write(&fk, 1, 9, 0xab);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0 && res.indexed == 0 &&
+	   fk_saved(&fk) == saved && fk_frame_of(&fk, 1, 8) == fk_frame_of(&fk, 1, 10),
+	   "index dead: a frame lost with a gfn on it: the full path, all on one frame");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1,
+	   "index dead: and an index pass again");
+
+	/* The zero frame's representative (VM 1 gfn 0) written during the pass. */
+	fk_write(&fk, 2, 2, 0);
+	fk.before_share = hook_write;
+	fk.hook_call = 0;
+	fk.hook_vm = 1;
+	fk.hook_gfn = 0;
+	fk.hook_content = 0;
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 &&
+	   fk.share_err[ESTALE] == 1 && res.stale == 1,
+	   "index dead: the representative written during the pass: ESTALE");
+	fk.before_share = NULL;
+	ok(fk_frame_of(&fk, 2, 2) != fk_frame_of(&fk, 2, 0) && fk_saved(&fk) == saved - 2,
+	   "index dead: the written page alone on a frame of its own");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0 &&
+	   fk_saved(&fk) == saved && fk_optimal(&fk, true),
+	   "index dead: the next pass takes the full path: all zero pages on one frame");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && shares == 0,
+	   "index dead: then index passes again");
+	ok(!fk_release(&fk, st, &res), "index dead: release succeeds");
+	fk_end(&fk, "index dead");
+}
+
+/*
+ * A hash collision met by an index pass: refused (EILSEQ), the page
+ * released, the representative kept; the entry marked, so that the
+ * passes that find that hash again take the full path.
+ */
+static void test_index_collision(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	uint64_t saved;
+	size_t shares;
+	struct fk fk;
+	int f;
+
+	index_vms(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "index collision: first pass succeeds");
+	saved = fk_saved(&fk);
+	f = fk_frame_of(&fk, 1, 5);
+	fk_write(&fk, 2, 20, 0xc1 | FK_COLLIDE);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.index_reps == 1 &&
+	   fk.share_err[EILSEQ] == 1 && res.differ == 1 && res.unshared == 1,
+	   "index collision: EILSEQ, the page made private again");
+	ok(fk_frame_of(&fk, 2, 20) == FK_NONE && fk_frame_of(&fk, 1, 5) == f &&
+	   fk_frame_of(&fk, 2, 5) == f && fk_saved(&fk) == saved,
+	   "index collision: the representative's frame as it was");
+	fk_write(&fk, 1, 20, 0xc1 | FK_COLLIDE);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0 &&
+	   fk_frame_of(&fk, 1, 20) == fk_frame_of(&fk, 2, 20) &&
+	   fk_frame_of(&fk, 1, 20) != FK_NONE && fk_saved(&fk) == saved + 1 &&
+	   fk_optimal(&fk, true),
+	   "index collision: that hash again: the full path pairs the colliding pages");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && shares == 0,
+	   "index collision: nothing written: an index pass");
+	ok(!fk_release(&fk, st, &res), "index collision: release succeeds");
+	fk_end(&fk, "index collision");
+}
+
+/*
+ * A no-intra-VM VM: a page written with the bytes of a frame that has a
+ * gfn of its VM stays alone, without a share; another VM's joins it.
+ */
+static void test_index_no_intra(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	size_t shares;
+	struct fk fk;
+
+	fk_init(&fk);
+	fk_add_vm(&fk, 1, 8, 0xf, PAGESHARE_POLICY_NO_INTRA_VM);
+	fk_add_vm(&fk, 2, 8, 0xf, 0);
+	fk_add_vm(&fk, 3, 8, 0xf, PAGESHARE_POLICY_NO_INTRA_VM);
+	fill(&fk, 1, 0, 0x5);
+	fill(&fk, 2, 0, 0x5);
+	fill(&fk, 3, 0, 0x5);
+	ok(!fk_inc_pass(&fk, st, &res) && res.shared == 2, "index no-intra: first pass shares 2");
+	fk_write(&fk, 1, 1, 0x5);
+	fk_write(&fk, 2, 1, 0x5);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.index_reps == 1,
+	   "index no-intra: an index pass");
+	ok(res.policy == 1 && res.shared == 1 && shares == 1 && fk.share_err[EACCES] == 0,
+	   "index no-intra: VM 1's page kept apart without a share, VM 2's shared");
+	ok(fk_frame_of(&fk, 1, 1) != FK_NONE && fk_frame_of(&fk, 1, 1) != fk_frame_of(&fk, 1, 0) &&
+	   fk_frame_of(&fk, 2, 1) == fk_frame_of(&fk, 1, 0),
+	   "index no-intra: VM 1's kept nominated alone");
+	/* VM 3 has a gfn on the frame, not the representative: the kernel refuses. */
+	fk_write(&fk, 3, 1, 0x5);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && res.policy == 1 &&
+	   fk.share_err[EACCES] == 1 && fk_frame_of(&fk, 3, 1) != fk_frame_of(&fk, 3, 0),
+	   "index no-intra: VM 3's refused by the kernel (EACCES), kept apart");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && shares == 0 &&
+	   fk.nominated == 0, "index no-intra: then nothing, no loop");
+	ok(fk_check(&fk) == 0, "index no-intra: invariants hold");
+	ok(!fk_release(&fk, st, &res) && res.unshared == 2,
+	   "index no-intra: release made the 2 kept apart private");
+	fk_end(&fk, "index no-intra");
+}
+
+/*
+ * Another set of VMs, groups or policies than the index was built for:
+ * the full path, which builds it anew. So does a pass that ends early,
+ * and a VM scanned otherwise (a discard).
+ */
+static void test_index_changes(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	size_t shares;
+	struct fk fk;
+
+	index_vms(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "index changes: first pass succeeds");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1,
+	   "index changes: an index pass");
+	fk_vm(&fk, 2)->group = 0x99;
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0 && res.reused == 27,
+	   "index changes: a new group: the full path (%" PRIu64 " reused)", res.reused);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1,
+	   "index changes: then index passes");
+	fk_vm(&fk, 2)->flags = PAGESHARE_POLICY_NO_INTRA_VM;
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0,
+	   "index changes: a new policy: the full path");
+	fk_vm(&fk, 2)->flags = 0;
+	fk_vm(&fk, 2)->group = 0xe;
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0,
+	   "index changes: back in the group: the full path");
+	fk_add_vm(&fk, 3, 8, 0xe, 0);
+	fill(&fk, 3, 0, 0xc0);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0 &&
+	   fk_frame_of(&fk, 3, 0) == fk_frame_of(&fk, 1, 4),
+	   "index changes: a new VM: the full path, which shares its page");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1,
+	   "index changes: then index passes");
+	fk_discard(&fk, 3, 0, 1);
+	fill(&fk, 3, 0, 0xc1);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0 &&
+	   fk_frame_of(&fk, 3, 0) == fk_frame_of(&fk, 1, 5),
+	   "index changes: a discard: the full path");
+	fk_remove_vm(&fk, 3, false);
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 0,
+	   "index changes: a VM gone: the full path");
+	ok(!index_pass(&fk, st, &res, &shares) && res.index_pass == 1 && fk_optimal(&fk, true),
+	   "index changes: then index passes, every set on one frame");
+	ok(!fk_release(&fk, st, &res), "index changes: release succeeds");
+	fk_end(&fk, "index changes");
+}
+
+/* test_priv_equivalence() without hash collisions and discards. */
+static bool random_plain;
+
 /* Random VMs for test_priv_equivalence(): the same in each fake for a seed. */
 static void priv_random_vms(struct fk *fk, uint64_t seed)
 {
@@ -1886,7 +2194,7 @@ static void priv_random_vms(struct fk *fk, uint64_t seed)
 			if (rnd(3) == 0)
 				continue;	/* a hole */
 			fill(fk, i + 1, k, rnd(4) ? rnd(8) : rnd(3) ? 0x1000 + rnd(40) :
-			     (rnd(8) | FK_COLLIDE));
+			     (rnd(8) | (random_plain ? 0 : FK_COLLIDE)));
 		}
 	}
 }
@@ -1899,7 +2207,7 @@ static void priv_random_changes(struct fk **fks, int n)
 	for (i = 0; i < nr; i++) {
 		uint64_t id = 1 + rnd(fks[0]->nr_vms), gfn = rnd(32);
 		uint64_t c = rnd(3) ? rnd(8) : 0x3000 + rnd(20), len = 1 + rnd(4);
-		bool discard = rnd(6) == 0;
+		bool discard = rnd(6) == 0 && !random_plain;
 
 		for (j = 0; j < n; j++) {
 			if (discard)
@@ -1914,13 +2222,16 @@ static void priv_random_changes(struct fk **fks, int n)
  * Random VMs, groups, collisions, and between passes random writes and
  * discards: passes from the private gfns (A) nominate and hash what passes
  * that query (B) do, holes aside, save as much as full passes (C) after
- * every pass, and leave every set of equal pages on one frame.
+ * every pass, and leave every set of equal pages on one frame. Most of A's
+ * passes are index passes (a pass with a discard, a collision or a lost
+ * frame is not), which must save what full passes do.
  */
-static void test_priv_equivalence(void)
+static void test_priv_equivalence(bool plain)
 {
 	int seed, runs = 150, bad_saved = 0, bad_hashed = 0, bad_optimal = 0, bad_check = 0;
 	int bad_err = 0, bad_content = 0, bad_alone = 0;
 	uint64_t queried_a = 0, queried_b = 0, nominated_a = 0, nominated_b = 0;
+	uint64_t index_a = 0, passes_a = 0;
 
 	for (seed = 1; seed <= runs; seed++) {
 		struct dedup_state *sa = dedup_state_new(), *sb = dedup_state_new();
@@ -1969,6 +2280,8 @@ static void test_priv_equivalence(void)
 			    !fk_optimal(&c, false))
 				bad_optimal++;
 			if (pass) {
+				index_a += ra.index_pass;
+				passes_a++;
 				queried_a += ra.queried;
 				queried_b += rb.queried;
 				nominated_a += a.nominated;
@@ -1997,6 +2310,14 @@ static void test_priv_equivalence(void)
 	   bad_hashed);
 	ok(!bad_alone, "priv random: nothing left nominated after the release (%d bad)",
 	   bad_alone);
+	if (plain)
+		ok(index_a * 10 >= passes_a * 9,
+		   "priv random: most passes after the first are index passes (%" PRIu64 " of %"
+		   PRIu64 ")", index_a, passes_a);
+	else
+		ok(index_a > 0,
+		   "priv random: some passes are index passes (%" PRIu64 " of %" PRIu64
+		   "; discards and collisions take the full path)", index_a, passes_a);
 	ok(queried_a * 4 < queried_b && nominated_a * 2 < nominated_b,
 	   "priv random: after the first pass, far fewer queries (%" PRIu64 " vs %" PRIu64
 	   ") and nominates (%" PRIu64 " vs %" PRIu64 ")", queried_a, queried_b, nominated_a,
@@ -2051,7 +2372,15 @@ int main(void)
 	test_priv_moved();
 	test_priv_doubt();
 	test_priv_enotty();
+	test_index_steady();
+	test_index_dead();
+	test_index_collision();
+	test_index_no_intra();
+	test_index_changes();
 	test_random();
-	test_priv_equivalence();
+	test_priv_equivalence(false);
+	diag("the same without collisions and discards: index passes");
+	random_plain = true;
+	test_priv_equivalence(true);
 	return tap_done();
 }
