@@ -1869,7 +1869,7 @@ static void test_priv_enotty(void)
 	fk_end(&fk2, "priv ENOTTY, with it");
 }
 
-/* The share entries of the fake's calls: all results, since fk_zero_counts() does not clear them. */
+/* The share entries of the fake's calls, all results: fk_zero_counts() keeps them. */
 static size_t fk_share_entries(struct fk *fk)
 {
 	size_t i, n = 0;
