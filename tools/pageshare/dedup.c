@@ -854,9 +854,22 @@ static struct dd_index_entry *dd_index_get(struct dedup_state *s, uint64_t scope
 
 	if (e)
 		return e;
-	if ((s->index_used + 1) * 4 > s->index_cap * 3 &&
-	    dd_index_resize(s, s->index_cap ? 2 * s->index_cap : 64))
-		return NULL;
+	if ((s->index_used + 1) * 4 > s->index_cap * 3) {
+		size_t live = 0, cap = 64;
+
+		/*
+		 * Sized from the live entries, not the used slots: dead ones
+		 * go at the resize, and a run of index passes that keeps
+		 * meeting new bytes must not double the table for each batch
+		 * of entries that died meanwhile.
+		 */
+		for (i = 0; i < s->index_cap; i++)
+			live += s->index[i].handle && s->index[i].refs;
+		while ((live + 1) * 2 > cap)
+			cap *= 2;
+		if (dd_index_resize(s, cap))
+			return NULL;
+	}
 	for (i = dd_index_slot(s, scope, own, hash); s->index[i].handle;
 	     i = (i + 1) & (s->index_cap - 1))
 		;
@@ -1371,7 +1384,8 @@ static int dd_index_join(struct dd_pass *p)
 	bool lost = false;
 	int ret;
 
-	qsort(p->pages, n, sizeof(*p->pages), dd_cmp_page);
+	if (n)
+		qsort(p->pages, n, sizeof(*p->pages), dd_cmp_page);
 	for (i = 0; i < n && !lost; i = j) {
 		for (j = i + 1; j < n; j++)
 			if (p->pages[j].scope != p->pages[i].scope ||
@@ -2185,6 +2199,18 @@ static int dd_release_add(struct dd_pass *p, int fd, uint64_t gfn, uint64_t want
  * kept gfn must still have the handle the state remembers, or it is no
  * longer the agent's to release.
  */
+/*
+ * A page of the pass that the release of the state's memos below covers
+ * (a representative from the index is both): released once, from its memo,
+ * with the handle it must still have.
+ */
+static bool dd_release_by_memo(const struct dd_pass *p, const struct dd_page *pg)
+{
+	const struct dd_vm_state *st = p->vms[pg->vm].st;
+
+	return pg->rep && st && st->memo && pg->gfn >= st->checked && st->memo[pg->gfn].handle;
+}
+
 static int dd_release(struct dd_pass *p)
 {
 	uint64_t g, total = 0;
@@ -2192,7 +2218,7 @@ static int dd_release(struct dd_pass *p)
 	int ret = 0;
 
 	for (i = 0; i < p->nr_pages; i++)
-		total += !dd_kept(p, &p->pages[i]);
+		total += !dd_kept(p, &p->pages[i]) && !dd_release_by_memo(p, &p->pages[i]);
 	for (i = 0; i < p->nr_vms; i++) {
 		const struct dd_vm_state *st = p->vms[i].st;
 
@@ -2210,7 +2236,7 @@ static int dd_release(struct dd_pass *p)
 	for (i = 0; i < p->nr_pages && !ret; i++) {
 		const struct dd_page *pg = &p->pages[i];
 
-		if (!dd_kept(p, pg))
+		if (!dd_kept(p, pg) && !dd_release_by_memo(p, pg))
 			ret = dd_release_add(p, dd_page_vm(p, pg)->fd, pg->gfn, 0);
 	}
 	for (i = 0; i < p->nr_vms && !ret; i++) {
@@ -2381,8 +2407,8 @@ static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg
 		ret = dd_scan_vm(&p, i, &done, total);
 	if (p.index && !ret && !dd_stopped(&p))
 		ret = dd_index_join(&p);
-	res->index_pass = p.index;
-	for (i = 0; p.index && i < p.nr_vms; i++) {
+	res->index_pass = p.index && !ret && !dd_stopped(&p);
+	for (i = 0; res->index_pass && i < p.nr_vms; i++) {
 		/* The gfns remembered and not listed are taken as they are, unseen. */
 		res->reused += p.vms[i].st->kept;
 		res->scanned += p.vms[i].st->kept;
@@ -2421,6 +2447,7 @@ static int dd_run(const struct dedup_backend *be, const struct dedup_config *cfg
 		if (res->freed)
 			dd_state_unsure(&p);
 		dd_index_store(&p);
+		res->index_slots = p.state->index ? p.state->index_cap : 0;
 	}
 close:
 	dd_close_vms(&p);

@@ -211,6 +211,8 @@ struct dedup_config {
  * @index_reps:		Representatives the index gave those: frames that
  *			gfns remembered are on, which the pass shared into.
  * @index_pass:		1 if the pass was an index pass, else 0.
+ * @index_slots:	Slots of the state's index after the pass (64 bytes
+ *			each), 0 without one.
  * @saved_known:	@saved_delta is known (the backend has saved_frames).
  * @saved_delta:	Change of the module-wide saved_frames over the pass.
  * @ns:			Duration of the pass.
@@ -251,6 +253,7 @@ struct dedup_result {
 	uint64_t indexed;
 	uint64_t index_reps;
 	uint64_t index_pass;
+	uint64_t index_slots;
 	bool saved_known;
 	int64_t saved_delta;
 	uint64_t ns;

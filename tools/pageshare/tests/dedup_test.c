@@ -1986,6 +1986,40 @@ static void test_index_steady(void)
 }
 
 /*
+ * Index passes that keep meeting new bytes, every frame of the last ones
+ * dead since: the table holds the live entries, not every content ever
+ * seen. Before the table was sized from its live entries, it doubled for
+ * each batch of new entries (a review's probe: 4,096 to 32,768 slots for
+ * fewer than 600 live entries in 400 passes).
+ */
+static void test_index_bounded(void)
+{
+	struct dedup_state *st = dedup_state_new();
+	struct dedup_result res;
+	uint64_t most = 0;
+	size_t shares;
+	struct fk fk;
+	int pass, g;
+	bool all = true;
+
+	index_vms(&fk);
+	ok(!fk_inc_pass(&fk, st, &res), "index bounded: the first pass");
+	for (pass = 0; pass < 300; pass++) {
+		/* gfns 16-19 of VM 1 get bytes never seen before, each pass. */
+		for (g = 16; g < 20; g++)
+			fk_write(&fk, 1, g, 0x10000 + pass * 4 + g);
+		if (index_pass(&fk, st, &res, &shares) || res.index_pass != 1)
+			all = false;
+		if (res.index_slots > most)
+			most = res.index_slots;
+	}
+	ok(all, "index bounded: 300 index passes");
+	ok(most && most <= 256, "index bounded: at most %" PRIu64 " slots", most);
+	ok(!fk_release(&fk, st, &res), "index bounded: release");
+	fk_end(&fk, "index bounded");
+}
+
+/*
  * A frame's gfns all written: its entry is dead, the first written page
  * is the new representative. A representative and its spare written, with
  * gfns left on the frame: the full path, which finds them. A representative
@@ -2374,6 +2408,7 @@ int main(void)
 	test_priv_enotty();
 	test_index_steady();
 	test_index_dead();
+	test_index_bounded();
 	test_index_collision();
 	test_index_no_intra();
 	test_index_changes();
