@@ -250,6 +250,26 @@ static void ps_test_page_cache(struct kunit *test)
 }
 
 /*
+ * Maps the first @pages gfns of @vm, shared and writable, into a user mm of
+ * the test's own (kunit_vm_mmap()), through a file of the VM as
+ * PAGESHARE_OPEN_VM gives; the address, or the case stops.
+ */
+static unsigned long ps_test_map(struct kunit *test, struct ps_vm *vm, pgoff_t pages)
+{
+	unsigned long addr;
+	struct file *file;
+
+	ps_vm_publish(vm);
+	file = ps_vm_open_id(vm->id);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	addr = kunit_vm_mmap(test, file, 0, pages * PAGE_SIZE,
+			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	fput(file);		/* the mapping holds its own */
+	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	return addr;
+}
+
+/*
  * KVM's stage-2 faults try GUP-fast first. It refuses a file folio whose
  * ->mapping it cannot trust; a page of the VM's page cache it takes.
  */
@@ -258,16 +278,9 @@ static void ps_test_gup_fast(struct kunit *test)
 	struct ps_vm *vm = ps_test_vm(test, 4 * PAGE_SIZE);
 	struct page *page = NULL;
 	unsigned long addr;
-	struct file *file;
 	u8 byte = 0x5e, *p;
 
-	ps_vm_publish(vm);
-	file = ps_vm_open_id(vm->id);
-	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
-	addr = kunit_vm_mmap(test, file, 0, 4 * PAGE_SIZE,
-			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	fput(file);		/* the mapping holds its own */
-	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	addr = ps_test_map(test, vm, 4);
 	KUNIT_ASSERT_EQ(test, 0, copy_to_user((void __user *)addr + 2 * PAGE_SIZE,
 					      &byte, 1));
 
@@ -304,7 +317,6 @@ static void ps_test_nominate_batch(struct kunit *test)
 	u64 handle, hash, *want;
 	struct page *page;
 	unsigned long addr;
-	struct file *file;
 	u8 byte, *buf;
 	pgoff_t gfn;
 
@@ -312,13 +324,7 @@ static void ps_test_nominate_batch(struct kunit *test)
 	want = kunit_kcalloc(test, n, sizeof(*want), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, buf);
 	KUNIT_ASSERT_NOT_NULL(test, want);
-	ps_vm_publish(vm);
-	file = ps_vm_open_id(vm->id);
-	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
-	addr = kunit_vm_mmap(test, file, 0, n * PAGE_SIZE,
-			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	fput(file);		/* the mapping holds its own */
-	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	addr = ps_test_map(test, vm, n);
 
 	/* Every gfn written through the mapping, so mapped writable. */
 	for (gfn = 0; gfn < n; gfn++) {
@@ -377,18 +383,11 @@ static void ps_test_nominate_pinned(struct kunit *test)
 	struct ps_vm *vm = ps_test_vm(test, n * PAGE_SIZE);
 	struct page *page = NULL;
 	unsigned long addr;
-	struct file *file;
 	u64 handle;
 	pgoff_t gfn;
 	u8 byte = 1;
 
-	ps_vm_publish(vm);
-	file = ps_vm_open_id(vm->id);
-	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
-	addr = kunit_vm_mmap(test, file, 0, n * PAGE_SIZE,
-			     PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	fput(file);		/* the mapping holds its own */
-	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	addr = ps_test_map(test, vm, n);
 	for (gfn = 0; gfn < n; gfn++)
 		KUNIT_ASSERT_EQ(test, 0, copy_to_user((void __user *)addr + gfn * PAGE_SIZE,
 						      &byte, 1));

@@ -160,14 +160,10 @@ static long meminfo(const char *field)
 /* A number from a sysfs or debugfs file; -1 if it cannot be read. */
 static long read_long(const char *path)
 {
-	char buf[32] = "";
-	int fd = open(path, O_RDONLY);
+	char buf[32];
 
-	if (fd < 0)
+	if (ps_read_text(path, buf, sizeof(buf)) < 0)
 		return -1;
-	if (read(fd, buf, sizeof(buf) - 1) < 0)
-		buf[0] = 0;
-	close(fd);
 	return strtol(buf, NULL, 10);
 }
 
@@ -842,18 +838,10 @@ static int proc_cpu(pid_t pid, double *user, double *sys)
 	char path[64], buf[1024], *p;
 	unsigned long long ut, st;
 	long tck = sysconf(_SC_CLK_TCK);
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
+	if (ps_read_text(path, buf, sizeof(buf)) < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
 	/* Fields 14 and 15, counted after the command's closing parenthesis. */
 	p = strrchr(buf, ')');
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",

@@ -145,22 +145,30 @@ static inline int ps_info(int fd, struct pageshare_vm_info *info)
 	return ioctl(fd, PAGESHARE_GET_INFO, info);
 }
 
-/* A counter from /sys/kernel/pageshare/, or -1. */
-static inline long ps_sysfs_read(const char *name)
+/* A small file's text into @buf, NUL-terminated: its length, or -1. */
+static inline ssize_t ps_read_text(const char *path, char *buf, size_t size)
 {
-	char path[256], buf[64];
 	ssize_t n;
-	int fd;
+	int fd = open(path, O_RDONLY);
 
-	snprintf(path, sizeof(path), PS_SYSFS "%s", name);
-	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = read(fd, buf, size - 1);
 	close(fd);
 	if (n <= 0)
 		return -1;
 	buf[n] = 0;
+	return n;
+}
+
+/* A counter from /sys/kernel/pageshare/, or -1. */
+static inline long ps_sysfs_read(const char *name)
+{
+	char path[256], buf[64];
+
+	snprintf(path, sizeof(path), PS_SYSFS "%s", name);
+	if (ps_read_text(path, buf, sizeof(buf)) < 0)
+		return -1;
 	return strtol(buf, NULL, 10);
 }
 
